@@ -1,0 +1,275 @@
+"""Every SQL statement of the broker, behind one class.
+
+Statements are SQLAlchemy Core, one method each with a one-line docstring;
+nothing else in the project talks SQL. Values are encrypted on the way in
+and decrypted on the way out, so callers only ever see typed, plaintext
+events and rows. Driver errors are translated to `broker.errors` here.
+
+Writes of stream events are one round trip for any number of runs
+(`unnest` of parallel arrays), because the flush loop's cost must grow with
+flushes, not with events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID, insert
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from broker.crypto import Keyring, event_aad
+from broker.errors import Conflict, DatabaseUnavailable, NotFound
+from models.events import RunStarted, RunStartedData, StoredEvent, StreamEvent, parse_event
+from models.ids import RunId, ThreadId, WorkspaceId, new_id
+from models.tables import RawStreamEvent, Run, Thread, Workspace
+
+__all__ = [
+    "PendingEvent",
+    "RunRecord",
+    "Store",
+    "ThreadRecord",
+    "decode_event",
+    "encode_event",
+]
+
+_runs = Run.__table__
+_threads = Thread.__table__
+_workspaces = Workspace.__table__
+_events = RawStreamEvent.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event on its way into `raw_stream_events`."""
+
+    run_id: RunId
+    seq: int
+    event: StreamEvent
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    thread_id: ThreadId
+    workspace_id: WorkspaceId
+    title: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: RunId
+    thread_id: ThreadId
+    workspace_id: WorkspaceId
+    status: str
+    last_seq: int
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    agent_cursor: str | None
+    writer_id: str | None
+    abort_requested_at: datetime | None
+
+
+def encode_event(event: StreamEvent, ts: datetime) -> bytes:
+    """The plaintext of a stored event: its JSON with the broker's receive time."""
+    body = event.model_dump(mode="json")
+    body["ts"] = ts.isoformat()
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_event(seq: int, plaintext: bytes) -> StoredEvent:
+    """The inverse of `encode_event`, addressed by `seq`."""
+    body = json.loads(plaintext)
+    ts = datetime.fromisoformat(body.pop("ts"))
+    return StoredEvent(seq=seq, ts=ts, event=parse_event(body))
+
+
+def _run_record(row: sa.Row[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=RunId(row.id),
+        thread_id=ThreadId(row.thread_id),
+        workspace_id=WorkspaceId(row.workspace_id),
+        status=row.status,
+        last_seq=row.last_seq,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        agent_cursor=row.agent_cursor,
+        writer_id=row.writer_id,
+        abort_requested_at=row.abort_requested_at,
+    )
+
+
+_INSERT_EVENTS = sa.text(
+    "INSERT INTO raw_stream_events (run_id, seq, key_id, payload) "
+    "SELECT * FROM unnest(:run_ids, :seqs, :key_ids, :payloads) "
+    "ON CONFLICT (run_id, seq) DO NOTHING"
+).bindparams(
+    sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
+    sa.bindparam("seqs", type_=ARRAY(INTEGER)),
+    sa.bindparam("key_ids", type_=ARRAY(TEXT)),
+    sa.bindparam("payloads", type_=ARRAY(BYTEA)),
+)
+
+
+class Store:
+    """The broker's database: typed, decrypted, one method per statement."""
+
+    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
+        self.engine = engine
+        self.keyring = keyring
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; driver errors come out as `broker.errors`."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
+
+    # --- encryption of event rows -------------------------------------------------
+
+    def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:
+        """The parallel arrays of an `unnest` insert, payloads encrypted."""
+        run_ids: list[uuid.UUID] = []
+        seqs: list[int] = []
+        key_ids: list[str] = []
+        payloads: list[bytes] = []
+        for item in events:
+            sealed = self.keyring.encrypt(
+                encode_event(item.event, item.ts), event_aad(item.run_id, item.seq)
+            )
+            run_ids.append(item.run_id)
+            seqs.append(item.seq)
+            key_ids.append(sealed.key_id)
+            payloads.append(sealed.blob)
+        return {"run_ids": run_ids, "seqs": seqs, "key_ids": key_ids, "payloads": payloads}
+
+    def open_event(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> StoredEvent:
+        """Decrypt and validate one stored row."""
+        return decode_event(seq, self.keyring.decrypt(key_id, payload, event_aad(run_id, seq)))
+
+    # --- workspaces and threads ---------------------------------------------------
+
+    async def ensure_workspace(self, name: str) -> WorkspaceId:
+        """Return the id of the workspace called `name`, creating it if missing."""
+        stmt = (
+            insert(_workspaces)
+            .values(id=new_id(), name=name)
+            .on_conflict_do_update(index_elements=["name"], set_={"name": name})
+            .returning(_workspaces.c.id)
+        )
+        async with self.transaction() as conn:
+            return WorkspaceId((await conn.execute(stmt)).scalar_one())
+
+    async def create_thread(self, workspace_id: WorkspaceId, title: str | None) -> ThreadRecord:
+        """Insert a thread into a workspace."""
+        stmt = (
+            _threads.insert()
+            .values(id=new_id(), workspace_id=workspace_id, title=title)
+            .returning(*_threads.c)
+        )
+        async with self.transaction() as conn:
+            row = (await conn.execute(stmt)).one()
+        return ThreadRecord(
+            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
+        )
+
+    async def get_thread(self, workspace_id: WorkspaceId, thread_id: ThreadId) -> ThreadRecord:
+        """A thread of the workspace, or `NotFound` (also for another workspace's)."""
+        stmt = sa.select(_threads).where(
+            _threads.c.id == thread_id, _threads.c.workspace_id == workspace_id
+        )
+        async with self.transaction() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            raise NotFound(f"thread {thread_id} not found")
+        return ThreadRecord(
+            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
+        )
+
+    # --- runs -------------------------------------------------------------------------
+
+    async def create_run(
+        self,
+        thread: ThreadRecord,
+        *,
+        writer_id: str,
+        lease_s: float,
+        request_id: str | None = None,
+    ) -> RunRecord:
+        """Insert a streaming run leased to `writer_id`, with `run_started` at seq 1.
+
+        `Conflict` when the thread already has a run pending or streaming (a
+        partial unique index says so, so two replicas cannot both start one).
+        """
+        run_id = RunId(new_id())
+        now = datetime.now(UTC)
+        started = RunStarted(
+            data=RunStartedData(run_id=str(run_id), thread_id=str(thread.thread_id))
+        )
+        insert_run = (
+            _runs.insert()
+            .values(
+                id=run_id,
+                thread_id=thread.thread_id,
+                workspace_id=thread.workspace_id,
+                status="streaming",
+                streaming_started_at=sa.func.now(),
+                last_seq=1,
+                writer_id=writer_id,
+                lease_expires_at=sa.func.now() + sa.text(f"interval '{float(lease_s)} seconds'"),
+                request_id=request_id,
+            )
+            .returning(*_runs.c)
+        )
+        arrays = self.seal_events([PendingEvent(run_id, 1, started, now)])
+        async with self.transaction() as conn:
+            row = (await conn.execute(insert_run)).one()
+            await conn.execute(_INSERT_EVENTS, arrays)
+        return _run_record(row)
+
+    async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
+        """A run of the workspace, or `NotFound` (also for another workspace's)."""
+        stmt = sa.select(_runs).where(_runs.c.id == run_id, _runs.c.workspace_id == workspace_id)
+        async with self.transaction() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        return _run_record(row)
+
+    # --- stream events ----------------------------------------------------------------
+
+    async def append_events(self, events: Sequence[PendingEvent]) -> None:
+        """Insert events of any number of runs in one round trip (idempotent by key)."""
+        if events:
+            async with self.transaction() as conn:
+                await conn.execute(_INSERT_EVENTS, self.seal_events(events))
+
+    async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
+        """The run's events with `seq > after`, in order, at most `limit`."""
+        stmt = (
+            sa.select(_events.c.seq, _events.c.key_id, _events.c.payload)
+            .where(_events.c.run_id == run_id, _events.c.seq > after)
+            .order_by(_events.c.seq)
+            .limit(limit)
+        )
+        async with self.transaction() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [self.open_event(run_id, r.seq, r.key_id, r.payload) for r in rows]

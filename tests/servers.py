@@ -1,0 +1,49 @@
+"""Real uvicorn servers on 127.0.0.1 for streaming tests.
+
+httpx's ASGITransport buffers whole responses, so endless SSE streams are
+tested against a real server: `async with serve(app) as base_url: ...` runs
+uvicorn as a task on the test's event loop, on a free port, and shuts it
+down (lifespan included) on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+
+__all__ = ["serve"]
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, *, port: int = 0) -> AsyncIterator[str]:
+    """Run `app` under uvicorn on 127.0.0.1 and yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+        ws="none",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn exited before it started")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{bound_port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=10)
+        sock.close()
