@@ -1,0 +1,96 @@
+"""The app factory: the one place that wires every part of the broker together.
+
+`create_app(settings)` builds a FastAPI app whose lifespan opens the engine,
+starts the write side (flush loop, producers, retention) and the read side
+(LISTEN connection, shared tails), and on shutdown stops taking new runs,
+flushes every buffer and hands runs over, in that order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+
+from broker.database import create_engine
+from broker.errors import ConfigError
+from broker.http import (
+    BodyLimitMiddleware,
+    RequestIdMiddleware,
+    error_response,
+    install_error_handlers,
+)
+from broker.metrics import Metrics
+from broker.migrate import is_at_head
+from broker.settings import Settings
+from broker.store import Store
+
+__all__ = ["create_app", "new_writer_id"]
+
+log = structlog.get_logger(__name__)
+
+
+def new_writer_id() -> str:
+    """This process's identity as a run's writer: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A broker app for `settings` (secrets filled, `database_url` set)."""
+    settings = settings.with_secrets()
+    if settings.database_url is None:
+        raise ConfigError("create_app needs DATABASE_URL (the CLI starts the embedded one)")
+    database_url = settings.database_url
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(database_url)
+        app.state.store = Store(engine, settings.keyring())
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                # The write side and the read side register their parts here.
+                yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(title="stream broker", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.writer_id = new_writer_id()
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    _add_health_routes(app)
+    return app
+
+
+def _add_health_routes(app: FastAPI) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        store: Store = request.app.state.store
+        try:
+            async with store.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                at_head = await is_at_head(conn)
+        except Exception as exc:
+            log.warning("not_ready", error=str(exc))
+            return error_response(503, "not_ready", "the database is unreachable")
+        if not at_head:
+            return error_response(503, "not_ready", "database migrations are not at head")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body = request.app.state.metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
