@@ -27,14 +27,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from broker.crypto import Keyring, event_aad
 from broker.errors import Conflict, DatabaseUnavailable, NotFound
-from models.events import RunStarted, RunStartedData, StoredEvent, StreamEvent, parse_event
+from models.events import (
+    ChatMessage,
+    RunStarted,
+    RunStartedData,
+    StoredEvent,
+    StreamEvent,
+    parse_event,
+)
 from models.ids import RunId, ThreadId, WorkspaceId, new_id
-from models.tables import RawStreamEvent, Run, Thread, Workspace
+from models.tables import Message, RawStreamEvent, Run, Thread, Workspace
 
 __all__ = [
     "PendingEvent",
     "RunRecord",
     "Store",
+    "StoredMessage",
     "ThreadRecord",
     "decode_event",
     "encode_event",
@@ -44,6 +52,7 @@ _runs = Run.__table__
 _threads = Thread.__table__
 _workspaces = Workspace.__table__
 _events = RawStreamEvent.__table__
+_messages = Message.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +83,26 @@ class RunRecord:
     created_at: datetime
     finished_at: datetime | None
     error: str | None
+    error_type: str | None
     agent_cursor: str | None
     writer_id: str | None
     abort_requested_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message of a thread's persisted transcript, decrypted."""
+
+    message_id: uuid.UUID
+    run_id: RunId | None
+    position: int
+    message: ChatMessage
+    created_at: datetime
+
+
+def message_aad(message_id: uuid.UUID) -> bytes:
+    """The associated data of a transcript message: `message:<id>`."""
+    return f"message:{message_id}".encode()
 
 
 def encode_event(event: StreamEvent, ts: datetime) -> bytes:
@@ -103,6 +129,7 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
         created_at=row.created_at,
         finished_at=row.finished_at,
         error=row.error,
+        error_type=row.error_type,
         agent_cursor=row.agent_cursor,
         writer_id=row.writer_id,
         abort_requested_at=row.abort_requested_at,
@@ -273,3 +300,68 @@ class Store:
         async with self.transaction() as conn:
             rows = (await conn.execute(stmt)).all()
         return [self.open_event(run_id, r.seq, r.key_id, r.payload) for r in rows]
+
+    # --- messages (the persisted transcript) -----------------------------------------
+
+    async def insert_messages(
+        self,
+        conn: AsyncConnection,
+        thread_id: ThreadId,
+        run_id: RunId | None,
+        messages: Sequence[ChatMessage],
+    ) -> list[StoredMessage]:
+        """Append messages (encrypted) to a thread, inside the caller's transaction."""
+        if not messages:
+            return []
+        start = (
+            await conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(_messages.c.position), 0)).where(
+                    _messages.c.thread_id == thread_id
+                )
+            )
+        ).scalar_one()
+        rows: list[dict[str, Any]] = []
+        stored: list[StoredMessage] = []
+        now = datetime.now(UTC)
+        for offset, message in enumerate(messages, start=1):
+            message_id = new_id()
+            sealed = self.keyring.encrypt(message.content.encode(), message_aad(message_id))
+            rows.append(
+                {
+                    "id": message_id,
+                    "thread_id": thread_id,
+                    "run_id": run_id,
+                    "position": start + offset,
+                    "role": message.role,
+                    "key_id": sealed.key_id,
+                    "content": sealed.blob,
+                }
+            )
+            stored.append(StoredMessage(message_id, run_id, start + offset, message, now))
+        await conn.execute(_messages.insert(), rows)
+        return stored
+
+    async def list_messages(
+        self, thread_id: ThreadId, *, run_id: RunId | None = None
+    ) -> list[StoredMessage]:
+        """A thread's transcript in order (only one run's messages, if given), decrypted."""
+        stmt = sa.select(_messages).where(_messages.c.thread_id == thread_id).order_by("position")
+        if run_id is not None:
+            stmt = stmt.where(_messages.c.run_id == run_id)
+        async with self.transaction() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            StoredMessage(
+                message_id=row.id,
+                run_id=RunId(row.run_id) if row.run_id is not None else None,
+                position=row.position,
+                message=ChatMessage(
+                    role=row.role,
+                    content=self.keyring.decrypt(
+                        row.key_id, row.content, message_aad(row.id)
+                    ).decode(),
+                ),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ]

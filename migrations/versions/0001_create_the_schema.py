@@ -95,6 +95,7 @@ def upgrade() -> None:
         sa.Column("writer_id", sa.String(length=200), nullable=True),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("error_type", sa.String(length=100), nullable=True),
         sa.Column("request_id", sa.String(length=200), nullable=True),
         sa.CheckConstraint(
             "status IN ('pending', 'streaming', 'completed', 'failed', 'cancelled', 'interrupted')",

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from broker.crypto import Keyring, generate_key_spec
 from broker.errors import Conflict, DecryptionError, NotFound, UnknownKeyError
 from broker.store import PendingEvent, RunRecord, Store
-from models.events import Text, TextData
+from models.events import ChatMessage, Text, TextData
 from models.ids import RunId, ThreadId, WorkspaceId, new_id
 
 
@@ -138,3 +138,21 @@ async def test_another_workspaces_rows_are_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.get_run(WorkspaceId(new_id()), RunId(new_id()))
     assert (await store.get_thread(run.workspace_id, ThreadId(run.thread_id))).title == "a thread"
+
+
+async def test_messages_are_stored_encrypted_and_listed_in_order(store: Store) -> None:
+    run = await _run(store)
+    said = [
+        ChatMessage(role="user", content="how many orders?"),
+        ChatMessage(role="assistant", content="42 orders"),
+    ]
+    async with store.transaction() as conn:
+        await store.insert_messages(conn, run.thread_id, run.run_id, said[:1])
+    async with store.transaction() as conn:
+        await store.insert_messages(conn, run.thread_id, run.run_id, said[1:])
+    listed = await store.list_messages(run.thread_id)
+    assert [m.message for m in listed] == said
+    assert [m.position for m in listed] == [1, 2]
+    async with store.engine.connect() as conn:
+        contents = (await conn.execute(sa.text("SELECT content FROM messages"))).scalars().all()
+    assert all(b"orders" not in c for c in contents)
