@@ -39,6 +39,7 @@ from models.ids import RunId, ThreadId, WorkspaceId, new_id
 from models.tables import Message, RawStreamEvent, Run, Thread, Workspace
 
 __all__ = [
+    "NOTIFY_CHANNEL",
     "PendingEvent",
     "RunRecord",
     "Store",
@@ -46,6 +47,9 @@ __all__ = [
     "ThreadRecord",
     "decode_event",
     "encode_event",
+    "message_aad",
+    "notify_payloads",
+    "parse_notify_payload",
 ]
 
 _runs = Run.__table__
@@ -146,6 +150,31 @@ _INSERT_EVENTS = sa.text(
     sa.bindparam("key_ids", type_=ARRAY(TEXT)),
     sa.bindparam("payloads", type_=ARRAY(BYTEA)),
 )
+
+
+NOTIFY_CHANNEL = "raw_stream_events"
+"""The LISTEN/NOTIFY channel of flushed events; the payload is `run_id:last_seq`."""
+
+_NOTIFY = sa.text(
+    "SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload"
+).bindparams(sa.bindparam("payloads", type_=ARRAY(TEXT)), channel=NOTIFY_CHANNEL)
+
+
+def notify_payloads(events: Sequence[PendingEvent]) -> list[str]:
+    """One `run_id:last_seq` wake-up per run in a batch."""
+    heads: dict[uuid.UUID, int] = {}
+    for item in events:
+        heads[item.run_id] = max(item.seq, heads.get(item.run_id, 0))
+    return [f"{run_id}:{seq}" for run_id, seq in heads.items()]
+
+
+def parse_notify_payload(payload: str) -> tuple[RunId, int] | None:
+    """`run_id:last_seq` back to its parts; None for anything malformed."""
+    run_id, _, seq = payload.partition(":")
+    try:
+        return RunId(uuid.UUID(run_id)), int(seq)
+    except ValueError:
+        return None
 
 
 class Store:
@@ -284,10 +313,15 @@ class Store:
     # --- stream events ----------------------------------------------------------------
 
     async def append_events(self, events: Sequence[PendingEvent]) -> None:
-        """Insert events of any number of runs in one round trip (idempotent by key)."""
+        """Insert events of any number of runs (idempotent by key) and NOTIFY on commit.
+
+        Unfenced: for the broker's own events and tests. Producers flush through
+        the fenced write instead.
+        """
         if events:
             async with self.transaction() as conn:
                 await conn.execute(_INSERT_EVENTS, self.seal_events(events))
+                await conn.execute(_NOTIFY, {"payloads": notify_payloads(events)})
 
     async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
         """The run's events with `seq > after`, in order, at most `limit`."""

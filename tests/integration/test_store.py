@@ -156,3 +156,24 @@ async def test_messages_are_stored_encrypted_and_listed_in_order(store: Store) -
     async with store.engine.connect() as conn:
         contents = (await conn.execute(sa.text("SELECT content FROM messages"))).scalars().all()
     assert all(b"orders" not in c for c in contents)
+
+
+async def test_append_notifies_run_and_last_seq_on_commit(store: Store, database_url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    from broker.store import NOTIFY_CHANNEL, parse_notify_payload
+
+    run = await _run(store)
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    listener = await asyncpg.connect(dsn)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: received.put_nowait(args[3]))
+    try:
+        await store.append_events(_texts(run.run_id, 2, 3))
+        payload = await asyncio.wait_for(received.get(), timeout=5)
+        assert parse_notify_payload(payload) == (run.run_id, 4)
+        assert parse_notify_payload("garbage") is None
+    finally:
+        await listener.close()
