@@ -35,11 +35,12 @@ from models.events import (
     StreamEvent,
     parse_event,
 )
-from models.ids import RunId, ThreadId, WorkspaceId, new_id
-from models.tables import Message, RawStreamEvent, Run, Thread, Workspace
+from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId, new_id
+from models.tables import Integration, Message, RawStreamEvent, Run, Thread, Workspace
 
 __all__ = [
     "NOTIFY_CHANNEL",
+    "IntegrationRecord",
     "PendingEvent",
     "RunRecord",
     "Store",
@@ -57,6 +58,7 @@ _threads = Thread.__table__
 _workspaces = Workspace.__table__
 _events = RawStreamEvent.__table__
 _messages = Message.__table__
+_integrations = Integration.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,27 @@ class StoredMessage:
     position: int
     message: ChatMessage
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationRecord:
+    """An integration of a workspace, without its credentials."""
+
+    integration_id: IntegrationId
+    workspace_id: WorkspaceId
+    kind: str
+    name: str
+    created_at: datetime
+
+
+def _integration_record(row: sa.Row[Any]) -> IntegrationRecord:
+    return IntegrationRecord(
+        integration_id=IntegrationId(row.id),
+        workspace_id=WorkspaceId(row.workspace_id),
+        kind=row.kind,
+        name=row.name,
+        created_at=row.created_at,
+    )
 
 
 def message_aad(message_id: uuid.UUID) -> bytes:
@@ -399,3 +422,22 @@ class Store:
             )
             for row in rows
         ]
+
+    # --- integrations -----------------------------------------------------------------
+
+    async def list_integrations(self, workspace_id: WorkspaceId) -> list[IntegrationRecord]:
+        """The workspace's integrations by name, never their credentials."""
+        stmt = (
+            sa.select(
+                _integrations.c.id,
+                _integrations.c.workspace_id,
+                _integrations.c.kind,
+                _integrations.c.name,
+                _integrations.c.created_at,
+            )
+            .where(_integrations.c.workspace_id == workspace_id)
+            .order_by(_integrations.c.name)
+        )
+        async with self.transaction() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_integration_record(row) for row in rows]
