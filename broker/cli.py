@@ -1,0 +1,207 @@
+"""The `broker` command line (design 4.5).
+
+Each command builds one `Settings` from the environment and hands it down.
+Without `DATABASE_URL` the commands that need a database start (or join)
+the embedded PostgreSQL in the data directory for as long as they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from broker.database import create_engine, embedded_postgres
+from broker.logs import configure_logging
+from broker.migrate import upgrade
+from broker.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="A durable stream broker for AI-agent runs.", no_args_is_help=True)
+
+DEFAULT_WORKSPACE = "default"
+Host = Annotated[str, typer.Option(help="Interface to listen on.")]
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings().with_secrets()
+    except Exception as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level)
+    return settings
+
+
+@contextlib.contextmanager
+def _database(settings: Settings) -> Iterator[Settings]:
+    """Settings whose `database_url` is usable: the configured one, or the embedded one."""
+    if settings.database_url is not None:
+        yield settings
+        return
+    with embedded_postgres(settings.data_dir) as url:
+        yield settings.model_copy(update={"database_url": url})
+
+
+def _migrate(settings: Settings) -> None:
+    assert settings.database_url is not None
+    upgrade(settings.database_url)
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+    with _database(_settings()) as settings:
+        _migrate(settings)
+    typer.echo("database is at head")
+
+
+@app.command()
+def token(
+    workspace: Annotated[str, typer.Option(help="Workspace name (created if missing).")],
+    member: Annotated[str, typer.Option(help="Member id carried by the token.")] = "owner",
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 7 * 24 * 3600,
+) -> None:
+    """Print a bearer token for a member of a workspace."""
+    from broker.auth import mint_token
+
+    with _database(_settings()) as settings:
+        _migrate(settings)
+        workspace_id = asyncio.run(_ensure_workspace(settings, workspace))
+        secret = settings.require(settings.secret, "BROKER_SECRET")
+    typer.echo(mint_token(secret, workspace_id, member, ttl))
+
+
+async def _ensure_workspace(settings: Settings, name: str) -> object:
+    from broker.store import Store
+
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        return await Store(engine, settings.keyring()).ensure_workspace(name)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def serve(host: Host = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
+    """Run the broker alone (DATABASE_URL, AGENT_URL)."""
+    from broker.app import create_app
+
+    with _database(_settings()) as settings:
+        if settings.database_url is not None and os.environ.get("DATABASE_URL") is None:
+            _migrate(settings)  # the embedded database is ours to keep at head
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+@app.command()
+def agents(host: Host = "127.0.0.1", port: Annotated[int, typer.Option()] = 8001) -> None:
+    """Run the agent service alone (BROKER_LOCAL_SECRET, BROKER_URL, ANTHROPIC_API_KEY)."""
+    from agents.app import create_app as create_agent_app
+    from agents.settings import AgentSettings
+
+    if "BROKER_LOCAL_SECRET" not in os.environ:
+        # Share the broker's generated secret when both run from one data directory.
+        settings = _settings()
+        os.environ["BROKER_LOCAL_SECRET"] = settings.require(
+            settings.local_secret, "BROKER_LOCAL_SECRET"
+        )
+    configure_logging(os.environ.get("BROKER_LOG_LEVEL", "info"))
+    uvicorn.run(create_agent_app(AgentSettings()), host=host, port=port, log_config=None)
+
+
+@app.command()
+def up(
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    agent_port: Annotated[int, typer.Option(help="Port of the agent service.")] = 8001,
+) -> None:
+    """The whole system on one machine: database, migrations, agent service, broker."""
+    from broker.app import create_app
+    from broker.auth import mint_token
+
+    base = _settings()
+    with _database(base) as settings:
+        _migrate(settings)
+        seed_demo = base.database_url is None  # only into the embedded database
+        workspace_id = asyncio.run(_prepare_default_workspace(settings, seed_demo=seed_demo))
+        agent_url = f"http://127.0.0.1:{agent_port}"
+        broker_url = f"http://{host}:{port}"
+        settings = settings.model_copy(update={"agent_url": agent_url, "broker_url": broker_url})
+        with _agent_process(settings, agent_port):
+            token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
+            typer.echo(f"broker:  {broker_url}")
+            typer.echo(f"agents:  {agent_url}")
+            typer.echo(f"token:   {token}")
+            typer.echo("Ctrl-C stops everything.")
+            uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> object:
+    """The default workspace, with the demo database as its `demo` integration."""
+    from broker.demo import ensure_demo_integration
+    from broker.store import Store
+
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        store = Store(engine, settings.keyring())
+        workspace_id = await store.ensure_workspace(DEFAULT_WORKSPACE)
+        if seed_demo:
+            await ensure_demo_integration(store, settings.database_url, workspace_id)
+        return workspace_id
+    finally:
+        await engine.dispose()
+
+
+@contextlib.contextmanager
+def _agent_process(settings: Settings, port: int) -> Iterator[None]:
+    """Run `broker agents` as a child process sharing the local secret."""
+    env = {
+        **os.environ,
+        "BROKER_LOCAL_SECRET": settings.require(settings.local_secret, "BROKER_LOCAL_SECRET"),
+        "BROKER_URL": settings.broker_url,
+    }
+    command = [sys.executable, "-m", "broker.cli", "agents", "--port", str(port)]
+    child = subprocess.Popen(command, env=env)
+    try:
+        _wait_for_port(port, child)
+        yield
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise typer.Exit(f"the agent service exited with code {child.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise typer.Exit("the agent service did not start listening in time")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
