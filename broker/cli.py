@@ -24,6 +24,7 @@ from broker.database import create_engine, embedded_postgres
 from broker.logs import configure_logging
 from broker.migrate import upgrade
 from broker.settings import Settings
+from models.ids import WorkspaceId
 
 __all__ = ["app", "main"]
 
@@ -82,7 +83,7 @@ def token(
     typer.echo(mint_token(secret, workspace_id, member, ttl))
 
 
-async def _ensure_workspace(settings: Settings, name: str) -> object:
+async def _ensure_workspace(settings: Settings, name: str) -> WorkspaceId:
     from broker.store import Store
 
     assert settings.database_url is not None
@@ -147,7 +148,7 @@ def up(
             uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
 
 
-async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> object:
+async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> WorkspaceId:
     """The default workspace, with the demo database as its `demo` integration."""
     from broker.demo import ensure_demo_integration
     from broker.store import Store
@@ -192,11 +193,13 @@ def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout: float = 3
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
-            raise typer.Exit(f"the agent service exited with code {child.returncode}")
+            typer.echo(f"the agent service exited with code {child.returncode}", err=True)
+            raise typer.Exit(1)
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
         time.sleep(0.1)
-    raise typer.Exit("the agent service did not start listening in time")
+    typer.echo("the agent service did not start listening in time", err=True)
+    raise typer.Exit(1)
 
 
 def main() -> None:
