@@ -29,6 +29,7 @@ __all__ = [
     "RunCancelled",
     "RunInFlight",
     "RunNotFound",
+    "error_message_of",
     "error_type_of",
 ]
 
@@ -122,11 +123,23 @@ def error_type_of(exc: BaseException) -> str:
     return "internal_error"
 
 
+def error_message_of(exc: BaseException) -> str:
+    """The `error` text of the terminal `error` event: the API's own message when it sent one.
+
+    The SDK's `str()` of an in-stream error is the repr of the whole body;
+    the body's `error.message` is what a person wants to read.
+    """
+    message = _body_error_field(getattr(exc, "body", None), "message")
+    return message or str(exc) or type(exc).__name__
+
+
 def _body_error_type(body: Any) -> str | None:
     """`error.type` of an Anthropic error body `{"type": "error", "error": {"type", ...}}`."""
-    if not isinstance(body, dict):
-        return None
-    error = body.get("error")
-    if isinstance(error, dict) and isinstance(error.get("type"), str) and error["type"]:
-        return str(error["type"])
+    return _body_error_field(body, "type")
+
+
+def _body_error_field(body: Any, name: str) -> str | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get(name), str) and error[name]:
+        return str(error[name])
     return None

@@ -19,7 +19,7 @@ from langgraph.types import StreamMode
 from agents.bench import bench_events, parse_bench
 from agents.callback import BrokerCallback
 from agents.cancel import CancelToken
-from agents.errors import RunCancelled, error_type_of
+from agents.errors import RunCancelled, error_message_of, error_type_of
 from agents.graph import AgentState, build_graph, initial_messages
 from agents.schemas import RunRequest
 from agents.scripted import ScriptedChatModel
@@ -83,10 +83,9 @@ async def agent_events(
     except RunCancelled as exc:
         terminal = Cancelled(data=CancelledData(by=exc.by))
     except Exception as exc:
-        log.warning("run_failed", error_type=error_type_of(exc), exc_info=exc)
-        terminal = ErrorEvent(
-            data=ErrorData(error=str(exc) or type(exc).__name__, error_type=error_type_of(exc))
-        )
+        error_type = error_type_of(exc)
+        log.warning("run_failed", error_type=error_type, exc_info=exc)
+        terminal = ErrorEvent(data=ErrorData(error=error_message_of(exc), error_type=error_type))
     finally:
         log.info(
             "translation_dropped",
