@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID, insert
@@ -48,6 +48,7 @@ __all__ = [
     "ThreadRecord",
     "decode_event",
     "encode_event",
+    "integration_aad",
     "message_aad",
     "notify_payloads",
     "parse_notify_payload",
@@ -58,7 +59,7 @@ _threads = Thread.__table__
 _workspaces = Workspace.__table__
 _events = RawStreamEvent.__table__
 _messages = Message.__table__
-_integrations = Integration.__table__
+_integrations = cast(sa.Table, Integration.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,21 @@ class IntegrationRecord:
     kind: str
     name: str
     created_at: datetime
+
+
+_INTEGRATION_COLUMNS: list[sa.ColumnElement[Any]] = [
+    _integrations.c.id,
+    _integrations.c.workspace_id,
+    _integrations.c.kind,
+    _integrations.c.name,
+    _integrations.c.created_at,
+]
+"""What an integration is, without its credentials: the columns every reader selects."""
+
+
+def integration_aad(integration_id: uuid.UUID) -> bytes:
+    """The associated data of an integration's credentials: `integration:<id>`."""
+    return f"integration:{integration_id}".encode()
 
 
 def _integration_record(row: sa.Row[Any]) -> IntegrationRecord:
@@ -428,16 +444,56 @@ class Store:
     async def list_integrations(self, workspace_id: WorkspaceId) -> list[IntegrationRecord]:
         """The workspace's integrations by name, never their credentials."""
         stmt = (
-            sa.select(
-                _integrations.c.id,
-                _integrations.c.workspace_id,
-                _integrations.c.kind,
-                _integrations.c.name,
-                _integrations.c.created_at,
-            )
+            sa.select(*_INTEGRATION_COLUMNS)
             .where(_integrations.c.workspace_id == workspace_id)
             .order_by(_integrations.c.name)
         )
         async with self.transaction() as conn:
             rows = (await conn.execute(stmt)).all()
         return [_integration_record(row) for row in rows]
+
+    async def create_integration(
+        self, workspace_id: WorkspaceId, kind: str, name: str, credentials: dict[str, Any]
+    ) -> IntegrationRecord:
+        """Insert an integration, its credentials sealed; `Conflict` if the name is taken."""
+        integration_id = IntegrationId(new_id())
+        sealed = self.keyring.encrypt(
+            json.dumps(credentials, separators=(",", ":")).encode(),
+            integration_aad(integration_id),
+        )
+        stmt = (
+            insert(_integrations)
+            .values(
+                id=integration_id,
+                workspace_id=workspace_id,
+                kind=kind,
+                name=name,
+                key_id=sealed.key_id,
+                credentials=sealed.blob,
+            )
+            .on_conflict_do_nothing(index_elements=["workspace_id", "name"])
+            .returning(*_INTEGRATION_COLUMNS)
+        )
+        async with self.transaction() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            # DO NOTHING rather than catching the IntegrityError: a taken name is an
+            # expected answer, and the driver's message would quote the whole key.
+            raise Conflict(f"an integration named {name!r} already exists in this workspace")
+        return _integration_record(row)
+
+    async def integration_credentials(
+        self, integration_id: IntegrationId
+    ) -> tuple[IntegrationRecord, dict[str, Any]]:
+        """An integration with its decrypted credentials (for the callback), or `NotFound`."""
+        sealed = [_integrations.c.key_id, _integrations.c.credentials]
+        stmt = sa.select(*_INTEGRATION_COLUMNS, *sealed).where(_integrations.c.id == integration_id)
+        async with self.transaction() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            raise NotFound(f"integration {integration_id} not found")
+        plaintext = self.keyring.decrypt(
+            row.key_id, row.credentials, integration_aad(integration_id)
+        )
+        credentials: dict[str, Any] = json.loads(plaintext)
+        return _integration_record(row), credentials
