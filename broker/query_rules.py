@@ -1,0 +1,209 @@
+"""An integration query as plain data: what may be sent, what comes back, how it fails.
+
+Pure: no driver, no I/O, so all of it is unit-tested. `broker/querying.py`
+does the I/O around it.
+
+The screen (`screen_sql`) only admits statements that start with a reading
+keyword. It is NOT what keeps a query read-only: that is the read-only
+transaction (and, for the demo, a SELECT-only role), which also refuses a
+writable CTE or a function that writes. The screen exists to answer an
+obvious write with a clear message without connecting, and to keep out the
+statements a read-only transaction still allows and an over-privileged DSN
+could abuse (`COPY ... TO PROGRAM`, `DO`, `CALL`, `SET`, `COMMIT`).
+
+Errors, under `BrokerError` (the tree of `broker/errors.py`):
+
+    BrokerError
+    └── IntegrationError             an integration could not answer
+        ├── IntegrationUnavailable   integration_unavailable: cannot connect
+        └── QueryError
+            ├── QueryRejected        query_rejected: not a single read
+            ├── QueryTimeout         query_timeout: over the statement timeout
+            └── QueryFailed          query_failed: syntax, unknown table, bad cast...
+
+Their messages are safe to show to the caller: they never carry credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import ipaddress
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from broker.errors import BrokerError
+
+__all__ = [
+    "READ_KEYWORDS",
+    "IntegrationError",
+    "IntegrationUnavailable",
+    "JsonValue",
+    "QueryError",
+    "QueryFailed",
+    "QueryRejected",
+    "QueryResult",
+    "QueryTimeout",
+    "json_value",
+    "leading_keyword",
+    "screen_sql",
+]
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+READ_KEYWORDS = frozenset({"select", "with", "values", "table", "explain", "show"})
+"""The first words of the statements an integration query may be."""
+
+
+class IntegrationError(BrokerError):
+    """An integration could not answer; `code` is the contract's error code."""
+
+    code: ClassVar[str] = "integration_error"
+
+
+class IntegrationUnavailable(IntegrationError):
+    code = "integration_unavailable"
+
+
+class QueryError(IntegrationError):
+    code = "query_failed"
+
+
+class QueryRejected(QueryError):
+    code = "query_rejected"
+
+
+class QueryTimeout(QueryError):
+    code = "query_timeout"
+
+
+class QueryFailed(QueryError):
+    code = "query_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """What a query answered: at most the row cap, and whether more were left."""
+
+    columns: list[str]
+    rows: list[list[JsonValue]]
+    truncated: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": self.columns, "rows": self.rows, "truncated": self.truncated}
+
+
+def leading_keyword(sql: str) -> str:
+    """The statement's first word, lower-cased, past blanks, comments and `(`; "" if none."""
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if char.isspace() or char == "(":
+            i += 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            i = _skip_block_comment(sql, i)
+        else:
+            break
+    end = i
+    while end < n and (sql[end].isalpha() or sql[end] == "_"):
+        end += 1
+    return sql[i:end].lower()
+
+
+def _skip_block_comment(sql: str, start: int) -> int:
+    """The index after the block comment at `start` (PostgreSQL's nest)."""
+    depth, i = 0, start
+    while i < len(sql):
+        if sql.startswith("/*", i):
+            depth, i = depth + 1, i + 2
+        elif sql.startswith("*/", i):
+            depth, i = depth - 1, i + 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return len(sql)
+
+
+def screen_sql(sql: str) -> None:
+    """Refuse, with `QueryRejected`, a statement that does not even start like a read."""
+    keyword = leading_keyword(sql)
+    if not keyword:
+        raise QueryRejected("the query is empty")
+    if keyword not in READ_KEYWORDS:
+        allowed = ", ".join(sorted(word.upper() for word in READ_KEYWORDS))
+        raise QueryRejected(
+            f"only read queries are allowed ({allowed}); this one starts with {keyword.upper()}"
+        )
+
+
+def json_value(value: Any) -> JsonValue:
+    """A database value as JSON: dates as ISO strings, bytes as base64, decimals as numbers.
+
+    A decimal becomes a float only when the float reads back as the same
+    number; otherwise its exact digits travel as a string.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, decimal.Decimal):
+        return _decimal(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return _duration(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, uuid.UUID | ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return str(value)
+    if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return str(value)
+    if _is_range(value):
+        return {
+            "lower": json_value(value.lower),
+            "upper": json_value(value.upper),
+            "lower_inc": bool(value.lower_inc),
+            "upper_inc": bool(value.upper_inc),
+            "empty": bool(value.isempty),
+        }
+    if isinstance(value, Mapping):
+        return {str(key): json_value(item) for key, item in value.items()}
+    if isinstance(value, Iterable):
+        return [json_value(item) for item in value]
+    return str(value)
+
+
+def _is_range(value: Any) -> bool:
+    """A range (the driver's `Range`), recognised by shape so this module needs no driver."""
+    return all(
+        hasattr(value, name) for name in ("lower", "upper", "lower_inc", "upper_inc", "isempty")
+    )
+
+
+def _decimal(value: decimal.Decimal) -> JsonValue:
+    if not value.is_finite():
+        return str(value)
+    as_float = float(value)
+    if decimal.Decimal(repr(as_float)) == value:
+        return as_float
+    return str(value)
+
+
+def _duration(value: dt.timedelta) -> str:
+    """An ISO 8601 duration, e.g. `P1DT2H0M3.5S` (`-` in front when negative)."""
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    hours, rest = divmod(value.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    fraction = f"{seconds}.{value.microseconds:06d}".rstrip("0").rstrip(".")
+    return f"{sign}P{value.days}DT{hours}H{minutes}M{fraction}S"
