@@ -83,9 +83,13 @@ async def agent_events(
     except RunCancelled as exc:
         terminal = Cancelled(data=CancelledData(by=exc.by))
     except Exception as exc:
-        error_type = error_type_of(exc)
-        log.warning("run_failed", error_type=error_type, exc_info=exc)
-        terminal = ErrorEvent(data=ErrorData(error=error_message_of(exc), error_type=error_type))
+        error_type, message = error_type_of(exc), error_message_of(exc)
+        if error_type == "internal_error":
+            log.error("run_failed", error_type=error_type, exc_info=exc)
+        else:
+            # An API's refusal is operations, not a bug: its traceback tells nothing more.
+            log.warning("run_failed", error_type=error_type, error=message)
+        terminal = ErrorEvent(data=ErrorData(error=message, error_type=error_type))
     finally:
         log.info(
             "translation_dropped",

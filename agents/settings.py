@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_MODEL", "AgentSettings"]
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 
 
 class AgentSettings(BaseSettings):
@@ -45,7 +45,8 @@ class AgentSettings(BaseSettings):
     agent_thinking_budget: int = Field(
         default=2048, ge=1024, validation_alias="AGENT_THINKING_BUDGET"
     )
-    """Extended-thinking budget in tokens (the API's minimum is 1024)."""
+    """Thinking budget in tokens for models before 4.6, which take a fixed budget (min 1024);
+    newer models think adaptively (see `providers.thinking_config`)."""
 
     agent_max_tokens: int = Field(default=8192, ge=1, validation_alias="AGENT_MAX_TOKENS")
     agent_scripted_delay_ms: float = Field(
