@@ -12,7 +12,7 @@ from agents.schemas import Integration
 from agents.scripted import ScriptedChatModel, asks_for_data, plausible_sql
 from agents.tools import query_tool_spec
 from agents.translate import StreamTranslator
-from models.events import StreamEvent
+from models.events import StreamEvent, Text
 
 SHOP = Integration(id="int_shop", kind="postgres", name="shop")
 
@@ -99,7 +99,7 @@ async def test_after_the_tool_result_the_answer_uses_the_rows() -> None:
     kinds = [e.event_type for e in events]
     assert kinds[0] == "reasoning_text" and kinds[-1] == "text"
     assert kinds.index("text") > max(i for i, k in enumerate(kinds) if k == "reasoning_text")
-    answer = "".join(e.data.text for e in events if e.event_type == "text")  # type: ignore[union-attr]
+    answer = "".join(e.data.text for e in events if isinstance(e, Text))
     assert "42" in answer
 
 
@@ -129,9 +129,10 @@ async def test_a_plain_message_streams_word_by_word_in_anthropic_shapes() -> Non
     events = _translate(chunks)
     texts = [e for e in events if e.event_type == "text"]
     assert len(texts) > 5
-    assert all(block["index"] in (0, 1) for c in chunks for block in c.content)  # type: ignore[index]
+    blocks = [block for chunk in chunks for block in chunk.content if isinstance(block, dict)]
+    assert {block["index"] for block in blocks} == {0, 1}
     # The thinking block ends with a signature, as Claude's does.
-    assert any("signature" in block for c in chunks for block in c.content)  # type: ignore[operator]
+    assert any("signature" in block for block in blocks)
 
 
 def test_the_sync_path_gives_the_same_reply() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agents.sse import KEEPALIVE, encode_frame, parse_last_event_id
 from broker.sse import SSEParser
@@ -33,3 +35,19 @@ def test_last_event_id_parses_to_a_cursor(header: str | None, cursor: int) -> No
 def test_a_bad_last_event_id_is_refused(header: str) -> None:
     with pytest.raises(ValueError, match="Last-Event-ID"):
         parse_last_event_id(header)
+
+
+@given(
+    texts=st.lists(st.text(), min_size=1, max_size=5),
+    cut=st.integers(min_value=1, max_value=7),
+)
+def test_any_text_survives_any_chunking(texts: list[str], cut: int) -> None:
+    events = [Text(data=TextData(text=t)) for t in texts]
+    stream = b"".join(encode_frame(i, e) for i, e in enumerate(events, start=1))
+    parser = SSEParser()
+    parsed = []
+    for start in range(0, len(stream), cut):
+        parsed += parser.feed(stream[start : start + cut])
+    assert [(p.id, parse_event(p.json())) for p in parsed] == [
+        (str(i), e) for i, e in enumerate(events, start=1)
+    ]
