@@ -27,6 +27,7 @@ from broker.http import (
     error_response,
     install_error_handlers,
 )
+from broker.integrations import router as integrations_router
 from broker.metrics import Metrics
 from broker.migrate import is_at_head
 from broker.settings import Settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     _add_health_routes(app)
+    app.include_router(integrations_router)
     return app
 
 

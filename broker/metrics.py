@@ -57,6 +57,19 @@ class Metrics:
         self.events_delivered = Counter(
             "broker_events_delivered", "Events written to viewers", registry=r
         )
+        # Agent callbacks.
+        self.integration_queries = Counter(
+            "broker_integration_queries",
+            "Integration queries run for agents, by outcome (ok or the error code)",
+            ["outcome"],
+            registry=r,
+        )
+        self.integration_query_duration = Histogram(
+            "broker_integration_query_duration_seconds",
+            "Duration of one integration query, connect included",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     run_buffer_max: int = Field(default=10_000, ge=1, validation_alias="BROKER_RUN_BUFFER_MAX")
     viewer_queue_max: int = Field(default=1_000, ge=1, validation_alias="BROKER_VIEWER_QUEUE_MAX")
     keepalive_s: float = Field(default=15.0, gt=0, validation_alias="BROKER_KEEPALIVE_S")
+    query_timeout_s: float = Field(default=5.0, gt=0, validation_alias="BROKER_QUERY_TIMEOUT_S")
+    query_max_rows: int = Field(default=500, ge=1, validation_alias="BROKER_QUERY_MAX_ROWS")
     log_level: str = Field(default="info", validation_alias="BROKER_LOG_LEVEL")
 
     @field_validator("database_url")
