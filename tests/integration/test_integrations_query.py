@@ -1,0 +1,341 @@
+"""The agents' query callback on a real broker, a real demo database and real refusals."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
+
+from broker.app import create_app
+from broker.auth import mint_token
+from broker.demo import ensure_demo_integration
+from broker.settings import Settings
+from broker.store import IntegrationRecord, Store
+from models.ids import WorkspaceId
+from tests.database import TestDatabases
+from tests.integration.test_integrations_demo import TABLES, drop_demo, table_counts
+from tests.servers import serve
+
+MAX_ROWS = 50
+FAKE_PASSWORD = "unreachable-Pa55word-nobody-may-see"
+
+
+@dataclass(frozen=True)
+class Demo:
+    database: str
+    role: str
+
+
+@dataclass
+class Broker:
+    http: httpx.AsyncClient
+    settings: Settings
+    store: Store
+    workspace_id: WorkspaceId
+    demo: IntegrationRecord
+    demo_password: str
+
+    @property
+    def secret(self) -> dict[str, str]:
+        return {"x-local-secret": self.settings.require(self.settings.local_secret, "local")}
+
+    async def query(self, integration_id: object, sql: str, **headers: str) -> httpx.Response:
+        return await self.http.post(
+            f"/api/agents/integrations/{integration_id}/query",
+            json={"sql": sql},
+            headers={**self.secret, **headers},
+        )
+
+
+@pytest.fixture(scope="module")
+async def demo_names(databases: TestDatabases) -> AsyncIterator[Demo]:
+    """One demo database for the module (queries here only read), dropped at its end."""
+    suffix = uuid.uuid4().hex[:10]
+    names = Demo(f"demo_q_{suffix}", f"demo_q_reader_{suffix}")
+    yield names
+    await drop_demo(databases.admin_url, names.database, names.role)
+
+
+@pytest.fixture
+async def broker(
+    settings: Settings, store: Store, databases: TestDatabases, demo_names: Demo
+) -> AsyncIterator[Broker]:
+    settings = settings.model_copy(update={"query_timeout_s": 0.5, "query_max_rows": MAX_ROWS})
+    workspace_id = await store.ensure_workspace("acme")
+    demo = await ensure_demo_integration(
+        store, databases.admin_url, workspace_id, database=demo_names.database, role=demo_names.role
+    )
+    _, credentials = await store.integration_credentials(demo.integration_id)
+    password = make_url(credentials["dsn"]).password
+    assert password
+    async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
+        yield Broker(http, settings, store, workspace_id, demo, password)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+async def test_a_select_answers_columns_and_json_rows(broker: Broker) -> None:
+    answer = await broker.query(
+        broker.demo.integration_id,
+        "SELECT id, name, price, in_stock FROM products ORDER BY id LIMIT 3",
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["columns"] == ["id", "name", "price", "in_stock"]
+    assert body["truncated"] is False
+    assert [row[0] for row in body["rows"]] == [1, 2, 3]
+    assert body["rows"][0][1:] == ["Ethiopia Yirgacheffe 250g", 12.5, True]
+
+    dated = await broker.query(
+        broker.demo.integration_id,
+        "SELECT ordered_at, total, customer_id FROM order_totals ORDER BY order_id LIMIT 1",
+    )
+    ordered_at, total, _ = dated.json()["rows"][0]
+    assert isinstance(ordered_at, str) and ordered_at.startswith("202")
+    assert isinstance(total, float)
+
+
+async def test_a_big_select_is_cut_at_the_row_cap_and_says_so(broker: Broker) -> None:
+    big = (await broker.query(broker.demo.integration_id, "SELECT * FROM events")).json()
+    assert len(big["rows"]) == MAX_ROWS
+    assert big["truncated"] is True
+    assert big["columns"] == ["id", "customer_id", "kind", "path", "occurred_at"]
+
+    exact = await broker.query(
+        broker.demo.integration_id, f"SELECT * FROM events ORDER BY id LIMIT {MAX_ROWS}"
+    )
+    assert len(exact.json()["rows"]) == MAX_ROWS
+    assert exact.json()["truncated"] is False
+
+
+# --- refusals ---------------------------------------------------------------------------
+
+WRITES = [
+    "DELETE FROM order_items",
+    "UPDATE orders SET status = 'refunded'",
+    "INSERT INTO products VALUES (999, 'x', 'y', 1, true)",
+    "DROP TABLE orders",
+    "TRUNCATE events",
+    "SELECT 1; DELETE FROM order_items",
+    "SELECT count(*) FROM orders; DROP TABLE orders",
+    "WITH gone AS (DELETE FROM order_items RETURNING 1) SELECT count(*) FROM gone",
+    "SELECT set_config('transaction_read_only', 'off', true)",
+    "/* SELECT */ DELETE FROM customers",
+]
+
+
+async def test_writes_are_refused_and_change_nothing(
+    broker: Broker, databases: TestDatabases, demo_names: Demo
+) -> None:
+    before = await table_counts(databases.admin_url, demo_names.database)
+    assert set(before) == set(TABLES) and all(before.values())
+    for sql in WRITES:  # one test, not one per statement: each test costs a database clone
+        answer = await broker.query(broker.demo.integration_id, sql)
+        assert answer.status_code == 400, (sql, answer.text)
+        assert answer.json()["error"]["code"] == "query_rejected", sql
+        assert await table_counts(databases.admin_url, demo_names.database) == before, sql
+
+
+async def test_the_read_only_transaction_holds_even_for_a_role_that_may_write(
+    broker: Broker, database_url: str
+) -> None:
+    # The broker's own database, as its owner: only the transaction stands in the way.
+    owner = await broker.store.create_integration(
+        broker.workspace_id, "postgres", "owner", {"dsn": database_url}
+    )
+    count_sql = "SELECT count(*) FROM integrations"
+    before = (await broker.query(owner.integration_id, count_sql)).json()["rows"]
+    refused = {
+        "WITH gone AS (DELETE FROM integrations RETURNING 1) SELECT count(*) FROM gone": (
+            "read-only transaction"
+        ),
+        "SELECT 1; DELETE FROM integrations": "multiple commands",
+        "SELECT set_config('transaction_read_only', 'off', true)": "read-write mode",
+        "SELECT set_config('statement_timeout', '0', false), pg_sleep(5)": "statement timeout",
+    }
+    for sql, reason in refused.items():
+        answer = await broker.query(owner.integration_id, sql)
+        assert answer.status_code in (400, 408), (sql, answer.text)
+        assert reason in answer.json()["error"]["message"], (sql, answer.text)
+    assert (await broker.query(owner.integration_id, count_sql)).json()["rows"] == before
+
+
+async def test_a_statement_over_the_timeout_is_cancelled_promptly(broker: Broker) -> None:
+    started = time.monotonic()
+    answer = await broker.query(broker.demo.integration_id, "SELECT pg_sleep(30)")
+    elapsed = time.monotonic() - started
+    assert answer.status_code == 408, answer.text
+    assert answer.json()["error"]["code"] == "query_timeout"
+    assert elapsed < 5  # the timeout is 0.5 s; the margin is for a loaded machine
+    after = await broker.query(broker.demo.integration_id, "SELECT 1 AS one")
+    assert after.json()["rows"] == [[1]]  # nothing is left stuck
+
+
+async def test_a_query_that_fails_is_422_with_the_database_s_reason(broker: Broker) -> None:
+    for sql, fragment in (
+        ("SELECT * FROM no_such_table", 'relation "no_such_table" does not exist'),
+        ("SELECT nope FROM orders", "nope"),
+        ("SELECT FROM WHERE", "syntax error"),
+        ("SELECT 1/0", "division by zero"),
+        ("SELECT $1", "argument"),
+    ):
+        answer = await broker.query(broker.demo.integration_id, sql)
+        assert answer.status_code == 422, (sql, answer.text)
+        assert answer.json()["error"]["code"] == "query_failed", sql
+        assert fragment in answer.json()["error"]["message"], sql
+
+
+# --- who may ask, and about what ---------------------------------------------------------
+
+
+async def test_a_missing_or_wrong_local_secret_is_401(broker: Broker) -> None:
+    url = f"/api/agents/integrations/{broker.demo.integration_id}/query"
+    token = mint_token(broker.settings.require(broker.settings.secret, "s"), broker.workspace_id)
+    for headers in (
+        {},
+        {"x-local-secret": ""},
+        {"x-local-secret": "wrong"},
+        {"x-local-secret": broker.secret["x-local-secret"] + "x"},
+        {"Authorization": f"Bearer {token}"},  # a member's token is not the agent's secret
+    ):
+        answer = await broker.http.post(url, json={"sql": "SELECT 1"}, headers=headers)
+        assert answer.status_code == 401, headers
+        assert answer.json()["error"]["code"] == "unauthorized"
+    # Authentication comes first: a stranger learns nothing about ids or bodies.
+    stranger = await broker.http.post(
+        f"/api/agents/integrations/{uuid.uuid4()}/query", json={}, headers={"x-local-secret": "x"}
+    )
+    assert stranger.status_code == 401
+
+
+async def test_an_unknown_integration_is_404(broker: Broker) -> None:
+    for integration_id in (uuid.uuid4(), "not-a-uuid"):
+        answer = await broker.query(integration_id, "SELECT 1")
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["code"] == "not_found"
+
+
+async def test_a_bad_body_is_422(broker: Broker) -> None:
+    bodies: list[Any] = [
+        {},
+        {"sql": ""},
+        {"sql": 1},
+        {"sql": None},
+        {"query": "SELECT 1"},
+        {"sql": "SELECT 1", "extra": True},
+        ["SELECT 1"],
+        "x",
+    ]
+    for body in bodies:
+        answer = await broker.http.post(
+            f"/api/agents/integrations/{broker.demo.integration_id}/query",
+            json=body,
+            headers=broker.secret,
+        )
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["error"]["code"] == "validation_error", body
+    not_json = await broker.http.post(
+        f"/api/agents/integrations/{broker.demo.integration_id}/query",
+        content=b"{not json",
+        headers={**broker.secret, "content-type": "application/json"},
+    )
+    assert not_json.status_code == 422
+
+
+async def test_an_unreachable_database_is_502(broker: Broker, databases: TestDatabases) -> None:
+    closed = f"postgresql://analyst:{FAKE_PASSWORD}@127.0.0.1:{_closed_port()}/warehouse"
+    missing_db = (
+        make_url(databases.admin_url)
+        .set(drivername="postgresql", database=f"gone_{uuid.uuid4().hex[:8]}")
+        .render_as_string(hide_password=False)
+    )
+    for name, dsn in (("closed", closed), ("missing", missing_db)):
+        record = await broker.store.create_integration(
+            broker.workspace_id, "postgres", name, {"dsn": dsn}
+        )
+        answer = await broker.query(record.integration_id, "SELECT 1")
+        assert answer.status_code == 502, answer.text
+        assert answer.json()["error"]["code"] == "integration_unavailable"
+        assert FAKE_PASSWORD not in answer.text
+        assert "127.0.0.1" not in answer.text
+
+
+# --- what is said about it ---------------------------------------------------------------
+
+
+async def test_no_credentials_in_any_answer_or_log_line_and_the_request_id_is_bound(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = await broker.store.create_integration(
+        broker.workspace_id,
+        "postgres",
+        "closed",
+        {"dsn": f"postgresql://analyst:{FAKE_PASSWORD}@127.0.0.1:{_closed_port()}/w"},
+    )
+    demo = broker.demo.integration_id
+    calls = [
+        (demo, "SELECT * FROM customers LIMIT 2", 200),
+        (demo, "DELETE FROM customers", 400),
+        (demo, "SELECT 1; DELETE FROM customers", 400),
+        (demo, "SELECT pg_sleep(30)", 408),
+        (demo, "SELECT * FROM nowhere", 422),
+        (closed.integration_id, "SELECT 1", 502),
+    ]
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        for number, (integration_id, sql, status) in enumerate(calls):
+            answer = await broker.query(integration_id, sql, **{"X-Request-ID": f"req-{number}"})
+            assert answer.status_code == status, (sql, answer.text)
+            assert answer.headers["x-request-id"] == f"req-{number}"
+            texts.append(answer.text)
+        listed = await broker.http.get(
+            "/api/integrations",
+            headers={
+                "Authorization": "Bearer "
+                + mint_token(
+                    broker.settings.require(broker.settings.secret, "s"), broker.workspace_id
+                )
+            },
+        )
+        texts.append(listed.text)
+
+    queries = [e for e in logs if e["event"] in ("integration_query", "integration_query_failed")]
+    assert [e["request_id"] for e in queries] == [f"req-{n}" for n in range(len(calls))]
+    assert [e.get("code", "ok") for e in queries] == [
+        "ok",
+        "query_rejected",
+        "query_rejected",
+        "query_timeout",
+        "query_failed",
+        "integration_unavailable",
+    ]
+    everything = "\n".join([*texts, repr(logs), caplog.text])
+    for secret in (FAKE_PASSWORD, broker.demo_password):
+        assert secret not in everything
+
+
+async def test_outcomes_are_counted_in_the_metrics(broker: Broker) -> None:
+    await broker.query(broker.demo.integration_id, "SELECT 1")
+    await broker.query(broker.demo.integration_id, "DROP TABLE orders")
+    text = (await broker.http.get("/metrics")).text
+    assert 'broker_integration_queries_total{outcome="ok"} 1.0' in text
+    assert 'broker_integration_queries_total{outcome="query_rejected"} 1.0' in text
+    assert "broker_integration_query_duration_seconds_count 2.0" in text
