@@ -1,0 +1,145 @@
+"""The agent's query callback end to end: the real agent service, the real broker, the demo.
+
+Nothing is faked: the scripted model asks for data, the agent's tool calls the
+broker with the local secret and the run's request id, the broker opens the
+integration's sealed credentials and queries the demo database as its
+read-only role, and the rows come back into the agent's stream.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import structlog
+from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
+
+from agents.app import create_app as create_agent_app
+from agents.callback import BrokerCallback
+from agents.errors import CallbackRejected
+from agents.settings import AgentSettings
+from broker.app import create_app
+from broker.demo import ensure_demo_integration
+from broker.settings import Settings
+from broker.sse import aiter_sse
+from broker.store import IntegrationRecord, Store
+from models.events import Complete, StreamEvent, Text, ToolResult, ToolUse, parse_event
+from tests.database import TestDatabases
+from tests.integration.test_integrations_demo import drop_demo
+from tests.servers import serve
+
+
+@dataclass
+class Stack:
+    broker_url: str
+    agent_url: str
+    local_secret: str
+    demo: IntegrationRecord
+    demo_password: str
+
+
+@pytest.fixture
+async def stack(settings: Settings, store: Store, databases: TestDatabases) -> AsyncIterator[Stack]:
+    suffix = uuid.uuid4().hex[:10]
+    database, role = f"demo_cb_{suffix}", f"demo_cb_reader_{suffix}"
+    workspace_id = await store.ensure_workspace("acme")
+    try:
+        demo = await ensure_demo_integration(
+            store, databases.admin_url, workspace_id, database=database, role=role
+        )
+        _, credentials = await store.integration_credentials(demo.integration_id)
+        password = make_url(credentials["dsn"]).password
+        assert password
+        settings = settings.model_copy(update={"query_timeout_s": 0.5})
+        local_secret = settings.require(settings.local_secret, "BROKER_LOCAL_SECRET")
+        async with serve(create_app(settings)) as broker_url:
+            agent_settings = AgentSettings(
+                BROKER_LOCAL_SECRET=local_secret,
+                BROKER_URL=broker_url,
+                ANTHROPIC_API_KEY=None,
+                AGENT_SCRIPTED_DELAY_MS=1,
+            )
+            async with serve(create_agent_app(agent_settings)) as agent_url:
+                yield Stack(broker_url, agent_url, local_secret, demo, password)
+    finally:
+        await drop_demo(databases.admin_url, database, role)
+
+
+async def _run(stack: Stack, message: str, request_id: str) -> list[StreamEvent]:
+    body = {
+        "run_id": f"run-{uuid.uuid4().hex[:8]}",
+        "thread_id": "thread-1",
+        "history": [],
+        "new_user_message": message,
+        "integrations": [
+            {"id": str(stack.demo.integration_id), "kind": "postgres", "name": "demo"}
+        ],
+    }
+    headers = {"x-local-secret": stack.local_secret, "X-Request-ID": request_id}
+    async with (
+        httpx.AsyncClient(base_url=stack.agent_url, timeout=30) as client,
+        client.stream("POST", "/runs/stream", json=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        return [parse_event(sse.json()) async for sse in aiter_sse(response.aiter_bytes())]
+
+
+async def test_the_agent_answers_from_the_demo_database_through_the_callback(
+    stack: Stack,
+) -> None:
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        events = await _run(stack, "How many rows are in the orders table?", "req-e2e-callback")
+
+    (tool_use,) = [e for e in events if isinstance(e, ToolUse)]
+    assert tool_use.data.input["integration_id"] == str(stack.demo.integration_id)
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.data.is_error is False, result.data.output
+    assert result.data.output == {"columns": ["count"], "rows": [[400]], "truncated": False}
+    assert "400" in "".join(e.data.text for e in events if isinstance(e, Text))
+    assert isinstance(events[-1], Complete)
+
+    (query,) = [e for e in logs if e["event"] == "integration_query"]
+    assert query["request_id"] == "req-e2e-callback"  # the agent carried the run's id back
+    assert query["integration_id"] == str(stack.demo.integration_id)
+    assert query["rows"] == 1
+    everything = repr(logs) + "".join(e.model_dump_json() for e in events)
+    assert stack.demo_password not in everything
+
+
+async def test_the_agent_s_client_gets_the_contract_s_errors(stack: Stack) -> None:
+    demo = str(stack.demo.integration_id)
+    async with httpx.AsyncClient() as http:
+
+        def client(secret: str) -> BrokerCallback:
+            return BrokerCallback(
+                http,
+                broker_url=stack.broker_url,
+                secret=secret,
+                request_id="req-e2e-errors",
+                timeout_s=10,
+            )
+
+        agent = client(stack.local_secret)
+        ok = await agent.query(demo, "SELECT name FROM products ORDER BY id LIMIT 2")
+        assert ok.columns == ["name"] and len(ok.rows) == 2 and ok.truncated is False
+
+        cases = [
+            (agent, demo, "DELETE FROM orders", 400, "query_rejected"),
+            (agent, demo, "SELECT 1; DROP TABLE orders", 400, "query_rejected"),
+            (agent, demo, "SELECT pg_sleep(30)", 408, "query_timeout"),
+            (agent, demo, "SELECT * FROM nowhere", 422, "query_failed"),
+            (agent, str(uuid.uuid4()), "SELECT 1", 404, "not_found"),
+            (client("not-the-secret"), demo, "SELECT 1", 401, "unauthorized"),
+        ]
+        for caller, integration_id, sql, status, code in cases:
+            with pytest.raises(CallbackRejected) as caught:
+                await caller.query(integration_id, sql)
+            assert (caught.value.status, caught.value.code) == (status, code), sql
+            assert stack.demo_password not in caught.value.message
+
+        count = await agent.query(demo, "SELECT count(*) AS n FROM orders")
+        assert count.rows == [[400]]  # the refused writes changed nothing
