@@ -19,6 +19,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
+from broker.agent_client import AgentClient
+from broker.batching import Backoff
 from broker.database import create_engine
 from broker.errors import ConfigError
 from broker.http import (
@@ -30,8 +32,12 @@ from broker.http import (
 from broker.integrations import router as integrations_router
 from broker.metrics import Metrics
 from broker.migrate import is_at_head
+from broker.producer import Producers
+from broker.retention import Retention
+from broker.runs import router as runs_router
 from broker.settings import Settings
 from broker.store import Store
+from broker.streams import StreamManager
 
 __all__ = ["create_app", "new_writer_id"]
 
@@ -57,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # The write side and the read side register their parts here.
+                _open_write_side(app, stack, settings)
                 yield
         finally:
             await engine.dispose()
@@ -65,12 +72,47 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.writer_id = new_writer_id()
+    # Retry schedule for an agent that refuses a run; tests swap in a faster one.
+    app.state.agent_backoff = Backoff(base=0.2, cap=5.0, attempts=5)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     _add_health_routes(app)
+    app.include_router(runs_router)
     app.include_router(integrations_router)
     return app
+
+
+def _open_write_side(app: FastAPI, stack: contextlib.AsyncExitStack, settings: Settings) -> None:
+    """Start the flush loop, retention and the producers; `stack` closes them in reverse.
+
+    Shutdown order (the reverse of registration): producers stop and no run is
+    accepted (503), retention stops, the last buffers are flushed and the leases
+    of runs still streaming are released, then the agent client closes.
+    """
+    store: Store = app.state.store
+    agent = AgentClient(
+        settings.agent_url, settings.require(settings.local_secret, "BROKER_LOCAL_SECRET")
+    )
+    stack.push_async_callback(agent.aclose)
+    streams = StreamManager(
+        store,
+        writer_id=app.state.writer_id,
+        lease_s=settings.lease_s,
+        flush_interval_s=settings.flush_interval_ms / 1000,
+        run_buffer_max=settings.run_buffer_max,
+        metrics=app.state.metrics,
+    )
+    streams.start()
+    stack.push_async_callback(streams.close)
+    retention = Retention(store, retention_s=settings.retention_s)
+    retention.start()
+    stack.push_async_callback(retention.close)
+    producers = Producers(
+        store, streams, agent, app.state.metrics, agent_backoff=app.state.agent_backoff
+    )
+    stack.push_async_callback(producers.close)
+    app.state.streams, app.state.retention, app.state.producers = streams, retention, producers
 
 
 def _add_health_routes(app: FastAPI) -> None:

@@ -42,6 +42,8 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "IntegrationRecord",
     "PendingEvent",
+    "RunEnding",
+    "RunFlush",
     "RunRecord",
     "Store",
     "StoredMessage",
@@ -54,11 +56,11 @@ __all__ = [
     "parse_notify_payload",
 ]
 
-_runs = Run.__table__
-_threads = Thread.__table__
-_workspaces = Workspace.__table__
-_events = RawStreamEvent.__table__
-_messages = Message.__table__
+_runs = cast(sa.Table, Run.__table__)
+_threads = cast(sa.Table, Thread.__table__)
+_workspaces = cast(sa.Table, Workspace.__table__)
+_events = cast(sa.Table, RawStreamEvent.__table__)
+_messages = cast(sa.Table, Message.__table__)
 _integrations = cast(sa.Table, Integration.__table__)
 
 
@@ -216,6 +218,87 @@ def parse_notify_payload(payload: str) -> tuple[RunId, int] | None:
         return None
 
 
+# --- write side: the fenced flush, lease hand-over and retention ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnding:
+    """How a run ended, from its terminal event: written with the flush that stores it."""
+
+    status: str
+    error: str | None = None
+    error_type: str | None = None
+    aborted_by: str | None = None
+    messages: tuple[ChatMessage, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunFlush:
+    """One run's part of a flush: its new head (0: lease renewal only), cursor and ending."""
+
+    run_id: RunId
+    thread_id: ThreadId
+    last_seq: int
+    cursor: str | None = None
+    ending: RunEnding | None = None
+
+
+# One round trip for any number of runs: fence and renew the leases (the runs this
+# writer still owns come back), insert only those runs' events, finish the runs
+# whose terminal event is in the batch, and NOTIFY each run that got events. Every
+# sub-statement sees the same snapshot; `fenced`'s RETURNING is how the insert
+# learns which runs passed the fence.
+_FLUSH = sa.text(
+    """
+WITH batch AS (
+    SELECT * FROM unnest(
+        :run_ids, :last_seqs, :cursors, :statuses, :errors, :error_types, :aborted_bys
+    ) AS b(id, last_seq, cursor, status, error, error_type, aborted_by)
+),
+fenced AS (
+    UPDATE runs SET
+        last_seq = greatest(runs.last_seq, b.last_seq),
+        agent_cursor = coalesce(b.cursor, runs.agent_cursor),
+        status = coalesce(b.status, runs.status),
+        finished_at = CASE WHEN b.status IS NULL THEN runs.finished_at ELSE now() END,
+        error = coalesce(b.error, runs.error),
+        error_type = coalesce(b.error_type, runs.error_type),
+        aborted_by = coalesce(runs.aborted_by, b.aborted_by),
+        writer_id = CASE WHEN b.status IS NULL THEN runs.writer_id END,
+        lease_expires_at = CASE
+            WHEN b.status IS NULL THEN now() + make_interval(secs => :lease_s)
+        END
+    FROM batch AS b
+    WHERE runs.id = b.id AND runs.writer_id = :writer_id AND runs.status = 'streaming'
+    RETURNING runs.id, runs.last_seq, b.last_seq > 0 AS wrote
+),
+inserted AS (
+    INSERT INTO raw_stream_events (run_id, seq, key_id, payload)
+    SELECT e.run_id, e.seq, e.key_id, e.payload
+    FROM unnest(:event_run_ids, :seqs, :key_ids, :payloads) AS e(run_id, seq, key_id, payload)
+    WHERE e.run_id IN (SELECT id FROM fenced)
+    ON CONFLICT (run_id, seq) DO NOTHING
+)
+SELECT id, CASE WHEN wrote THEN pg_notify(:channel, id::text || ':' || last_seq) END AS notified
+FROM fenced
+"""
+).bindparams(
+    sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
+    sa.bindparam("last_seqs", type_=ARRAY(INTEGER)),
+    sa.bindparam("cursors", type_=ARRAY(TEXT)),
+    sa.bindparam("statuses", type_=ARRAY(TEXT)),
+    sa.bindparam("errors", type_=ARRAY(TEXT)),
+    sa.bindparam("error_types", type_=ARRAY(TEXT)),
+    sa.bindparam("aborted_bys", type_=ARRAY(TEXT)),
+    sa.bindparam("lease_s", type_=sa.Float),
+    sa.bindparam("event_run_ids", type_=ARRAY(UUID(as_uuid=True))),
+    sa.bindparam("seqs", type_=ARRAY(INTEGER)),
+    sa.bindparam("key_ids", type_=ARRAY(TEXT)),
+    sa.bindparam("payloads", type_=ARRAY(BYTEA)),
+    channel=NOTIFY_CHANNEL,
+)
+
+
 class Store:
     """The broker's database: typed, decrypted, one method per statement."""
 
@@ -308,9 +391,12 @@ class Store:
         writer_id: str,
         lease_s: float,
         request_id: str | None = None,
+        message: ChatMessage | None = None,
     ) -> RunRecord:
         """Insert a streaming run leased to `writer_id`, with `run_started` at seq 1.
 
+        `message` (the user's) is appended to the thread's transcript in the same
+        transaction, so a run never exists without the message that started it.
         `Conflict` when the thread already has a run pending or streaming (a
         partial unique index says so, so two replicas cannot both start one).
         """
@@ -338,6 +424,8 @@ class Store:
         async with self.transaction() as conn:
             row = (await conn.execute(insert_run)).one()
             await conn.execute(_INSERT_EVENTS, arrays)
+            if message is not None:
+                await self.insert_messages(conn, thread.thread_id, run_id, [message])
         return _run_record(row)
 
     async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
@@ -373,6 +461,77 @@ class Store:
         async with self.transaction() as conn:
             rows = (await conn.execute(stmt)).all()
         return [self.open_event(run_id, r.seq, r.key_id, r.payload) for r in rows]
+
+    # --- write side ---------------------------------------------------------------------
+
+    async def flush_runs(
+        self,
+        writer_id: str,
+        lease_s: float,
+        runs: Sequence[RunFlush],
+        events: Sequence[PendingEvent],
+    ) -> set[RunId]:
+        """Fenced flush: renew leases, store events, finish runs; returns the runs still ours.
+
+        Events of runs that fail the fence (another writer, or no longer streaming)
+        are not written; the caller stops their producers. Idempotent by key, so a
+        batch whose commit was lost can be sent again.
+        """
+        if not runs:
+            return set()
+        sealed = self.seal_events(events)
+        params: dict[str, Any] = {
+            "run_ids": [r.run_id for r in runs],
+            "last_seqs": [r.last_seq for r in runs],
+            "cursors": [r.cursor for r in runs],
+            "statuses": [r.ending.status if r.ending else None for r in runs],
+            "errors": [r.ending.error if r.ending else None for r in runs],
+            "error_types": [r.ending.error_type if r.ending else None for r in runs],
+            "aborted_bys": [r.ending.aborted_by if r.ending else None for r in runs],
+            "lease_s": float(lease_s),
+            "writer_id": writer_id,
+            "event_run_ids": sealed["run_ids"],
+            "seqs": sealed["seqs"],
+            "key_ids": sealed["key_ids"],
+            "payloads": sealed["payloads"],
+        }
+        async with self.transaction() as conn:
+            accepted = {RunId(row.id) for row in await conn.execute(_FLUSH, params)}
+            for run in runs:
+                if run.ending and run.ending.messages and run.run_id in accepted:
+                    await self.insert_messages(conn, run.thread_id, run.run_id, run.ending.messages)
+        return accepted
+
+    async def release_runs(self, writer_id: str, run_ids: Sequence[RunId]) -> set[RunId]:
+        """Hand streaming runs over: writer cleared, lease expired now; returns those released."""
+        if not run_ids:
+            return set()
+        stmt = (
+            _runs.update()
+            .where(
+                _runs.c.id.in_(run_ids),
+                _runs.c.writer_id == writer_id,
+                _runs.c.status == "streaming",
+            )
+            .values(writer_id=None, lease_expires_at=sa.func.now())
+            .returning(_runs.c.id)
+        )
+        async with self.transaction() as conn:
+            return {RunId(row.id) for row in await conn.execute(stmt)}
+
+    async def delete_expired_events(self, retention_s: float) -> int:
+        """Delete the raw events of runs finished more than `retention_s` ago; returns rows."""
+        cutoff = sa.func.now() - sa.func.make_interval(
+            0, 0, 0, 0, 0, 0, sa.cast(float(retention_s), sa.Float)
+        )
+        stmt = sa.delete(_events).where(
+            _events.c.run_id == _runs.c.id,
+            _runs.c.finished_at.is_not(None),
+            _runs.c.finished_at <= cutoff,
+        )
+        async with self.transaction() as conn:
+            result = await conn.execute(stmt)
+        return int(result.rowcount)
 
     # --- messages (the persisted transcript) -----------------------------------------
 

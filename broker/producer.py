@@ -1,0 +1,273 @@
+"""The producer: one task per run, from the agent's SSE stream into the run's buffer.
+
+A producer builds the agent request (the thread's transcript before this
+run, the workspace's integrations), consumes the agent's stream with
+`broker.sse`, validates each frame against the event union and pushes it
+with the agent's SSE id into its `RunStream`. Whatever happens, the run ends
+with exactly one terminal event (invariant 2):
+
+- the agent sends `complete`, `error` or `cancelled`: that one (later frames are
+  not read);
+- refused, or 5xx, before the stream began: retried with backoff, then `error`
+  `agent_unavailable`;
+- 409 (the agent already runs it): re-attach instead; any other non-2xx:
+  `error` `agent_rejected`;
+- the stream breaks off: `error` `agent_stream_failed`;
+- the stream ends without a terminal event: `error` `agent_stream_truncated`;
+- a bug in the producer: `error` `producer_failed`.
+
+Malformed frames, unknown types and broker-only types (`run_started`) are
+logged with the run id and dropped; the stream goes on.
+
+The producer stops reading as soon as its stream is halted by the manager
+(lease lost to another writer, or buffer overflow), racing the agent read
+against the halt. After a broken or overflowing stream it asks the agent to
+cancel the run (the agent would otherwise keep it going for its grace
+period); after a lost lease it only disconnects, since the new owner may be
+re-attaching. On shutdown the task is cancelled: the agent connection closes,
+the run's buffered events are flushed and its lease handed over by the
+stream manager, and the agent keeps the run for a re-attach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import structlog
+from pydantic import ValidationError
+
+from broker.agent_client import (
+    AgentClient,
+    AgentConflict,
+    AgentError,
+    AgentIntegration,
+    AgentRejected,
+    AgentRunRequest,
+    AgentStreamBroken,
+    AgentUnavailable,
+)
+from broker.batching import Backoff
+from broker.errors import DatabaseUnavailable
+from broker.metrics import Metrics
+from broker.sse import ServerSentEvent, aiter_sse
+from broker.store import RunRecord, Store
+from broker.streams import RunStream, StreamManager
+from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal, parse_event_json
+from models.ids import RunId
+
+__all__ = ["Producers", "interpret_frame"]
+
+_log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+
+# Events only the broker writes: an agent sending one is a protocol error.
+_BROKER_ONLY = frozenset({"run_started"})
+# `runs.agent_cursor` is varchar(200); an id that cannot be recorded cannot be resumed from.
+_AGENT_ID_MAX = 200
+
+
+def interpret_frame(frame: ServerSentEvent) -> StreamEvent | str:
+    """A frame's typed event, or why it is dropped (`malformed`, `broker_only`, `bad_id`)."""
+    if frame.id is not None and len(frame.id) > _AGENT_ID_MAX:
+        return "bad_id"
+    try:
+        event = parse_event_json(frame.data)
+    except ValidationError:
+        return "malformed"
+    if event.event_type in _BROKER_ONLY:
+        return "broker_only"
+    return event
+
+
+def _error(error_type: str, message: str) -> ErrorEvent:
+    return ErrorEvent(data=ErrorData(error=message, error_type=error_type))
+
+
+class Producers:
+    """The producer tasks of this process, one per run; closed once at shutdown."""
+
+    def __init__(
+        self,
+        store: Store,
+        streams: StreamManager,
+        agent: AgentClient,
+        metrics: Metrics,
+        *,
+        agent_backoff: Backoff,
+        db_backoff: Backoff | None = None,
+    ) -> None:
+        self.store = store
+        self.streams = streams
+        self.agent = agent
+        self.metrics = metrics
+        self.agent_backoff = agent_backoff
+        self.db_backoff = db_backoff or Backoff(base=0.1, cap=2.0)
+        self._tasks: dict[RunId, asyncio.Task[None]] = {}
+        self.accepting = True
+
+    def start(self, run: RunRecord, message: str, *, request_id: str) -> bool:
+        """Start producing a freshly created run; False once shutdown has begun."""
+        if not self.accepting:
+            return False
+        stream = self.streams.open(run.run_id, run.thread_id, last_seq=run.last_seq)
+        producer = _Producer(self, stream, run, message, request_id)
+        task = asyncio.create_task(producer.run(), name=f"producer:{run.run_id}")
+        self._tasks[run.run_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
+        self.metrics.active_producers.inc()
+        return True
+
+    async def close(self) -> None:
+        """Take no new runs and stop every producer (their streams stay open to be flushed)."""
+        self.accepting = False
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Producer:
+    """One run's producer."""
+
+    def __init__(
+        self, owner: Producers, stream: RunStream, run: RunRecord, message: str, request_id: str
+    ) -> None:
+        self._owner = owner
+        self._agent = owner.agent
+        self._metrics = owner.metrics
+        self._stream = stream
+        self._run = run
+        self._message = message
+        self._request_id = request_id
+        self._log = _log.bind(run_id=str(run.run_id), request_id=request_id)
+
+    async def run(self) -> None:
+        stream = self._stream
+        try:
+            try:
+                request = await self._agent_request()
+                await _until_halted(stream, self._consume(request))
+            except Exception:
+                self._log.exception("producer_failed")
+                stream.push(_error("producer_failed", "the broker failed to produce this run"))
+            if stream.halt_reason == "buffer_overflow":
+                await self._cancel_agent()
+            outcome = await stream.wait_closed()
+            self._log.info("producer_finished", outcome=outcome, last_seq=stream.stored_seq)
+        except asyncio.CancelledError:
+            self._log.info("producer_stopped", stored_seq=stream.stored_seq)
+            raise
+        finally:
+            self._metrics.active_producers.dec()
+
+    async def _agent_request(self) -> AgentRunRequest:
+        """The agent's input: the transcript before this run's message, and the integrations."""
+        run, store = self._run, self._owner.store
+        stored = await self._retry_db(lambda: store.list_messages(run.thread_id))
+        found = await self._retry_db(lambda: store.list_integrations(run.workspace_id))
+        return AgentRunRequest(
+            run_id=run.run_id,
+            thread_id=run.thread_id,
+            history=[m.message for m in stored if m.run_id != run.run_id],
+            new_user_message=self._message,
+            integrations=[AgentIntegration(str(i.integration_id), i.kind, i.name) for i in found],
+        )
+
+    async def _retry_db(self, read: Callable[[], Awaitable[_T]]) -> _T:
+        failures = 0
+        while True:
+            try:
+                return await read()
+            except DatabaseUnavailable as exc:
+                failures += 1
+                delay = self._owner.db_backoff.delay(failures)
+                self._log.warning("database_unavailable_retrying", error=str(exc)[:200])
+                await asyncio.sleep(delay)
+
+    async def _consume(self, request: AgentRunRequest) -> None:
+        """Feed the agent's events into the stream until it holds a terminal one."""
+        delays = self._owner.agent_backoff.delays()
+        reattach = False
+        while True:
+            try:
+                body = (
+                    self._agent.reattach(
+                        self._run.run_id, last_event_id=None, request_id=self._request_id
+                    )
+                    if reattach
+                    else self._agent.stream_run(request, request_id=self._request_id)
+                )
+                async with body as chunks:
+                    async for frame in aiter_sse(chunks):
+                        if self._take(frame):
+                            return
+                await self._fail(
+                    "agent_stream_truncated", "the agent's stream ended without a terminal event"
+                )
+                return
+            except AgentConflict as exc:
+                if reattach:
+                    self._end("agent_rejected", str(exc))
+                    return
+                self._log.info("agent_already_running_reattaching")
+                reattach = True
+            except AgentUnavailable as exc:
+                delay = next(delays, None)
+                if delay is None:
+                    self._end("agent_unavailable", str(exc))
+                    return
+                self._log.info("agent_unavailable_retrying", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+            except AgentRejected as exc:
+                self._end("agent_rejected", str(exc))
+                return
+            except AgentStreamBroken as exc:
+                await self._fail("agent_stream_failed", str(exc))
+                return
+
+    def _take(self, frame: ServerSentEvent) -> bool:
+        """Push one frame's event; True when the producer should stop reading."""
+        self._metrics.events_received.inc()
+        event = interpret_frame(frame)
+        if isinstance(event, str):
+            self._metrics.events_dropped.inc()
+            # Never the frame's content: it may hold user data that must not reach logs.
+            self._log.warning(
+                "agent_event_dropped", reason=event, agent_id=frame.id, size=len(frame.data)
+            )
+            return False
+        seq = self._stream.push(event, agent_id=frame.id)
+        return seq is None or is_terminal(event)
+
+    def _end(self, error_type: str, message: str) -> None:
+        """End the run with a terminal error of the broker's."""
+        self._stream.push(_error(error_type, message))
+        self._log.warning("run_failed", error_type=error_type, error=message)
+
+    async def _fail(self, error_type: str, message: str) -> None:
+        """End the run with an error, and tell the agent to stop working on it."""
+        self._end(error_type, message)
+        await self._cancel_agent()
+
+    async def _cancel_agent(self) -> None:
+        try:
+            await self._agent.cancel(self._run.run_id, request_id=self._request_id)
+        except AgentError as exc:
+            self._log.info("agent_cancel_failed", error=str(exc))
+
+
+async def _until_halted(stream: RunStream, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`, but stop it as soon as the stream is halted (lease lost, overflow)."""
+    task = asyncio.create_task(work)
+    halted = asyncio.create_task(stream.halted.wait())
+    try:
+        await asyncio.wait({task, halted}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, halted):
+            pending.cancel()
+        await asyncio.gather(task, halted, return_exceptions=True)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        raise exc

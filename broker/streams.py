@@ -1,0 +1,401 @@
+"""The stream manager: per-run write buffers and the process's one swap-and-flush loop.
+
+Producers `push` typed events into a `RunStream`; the broker assigns the seqs
+(`run_started` is 1, so a new run's first agent event is 2). One loop task
+writes every run's pending events in one fenced transaction
+(`Store.flush_runs`), timed by `broker.batching.next_flush_at`.
+
+Why it is safe:
+
+- **Swap, then await.** A flush takes the whole pending map and installs a
+  fresh one *before* its first `await`, so an event pushed while the write is
+  in flight lands in the next batch: never lost, never written twice.
+- **A failed flush puts its batch back in front** of whatever arrived since
+  (seqs are assigned at push, so order is by construction) and retries with
+  backoff; the primary key makes a batch whose commit was lost harmless to
+  send again.
+- **Fencing is in the flush itself.** The runs the flush's UPDATE does not
+  return belong to another writer (or were finished by someone else): their
+  events are dropped, their streams halted, their producers stop. Leases of
+  runs with nothing to write are renewed by the same flushes (a run joins a
+  flush once half its renewal period has passed, and an otherwise idle loop
+  flushes when a renewal falls due), so no separate heartbeat can race.
+- **Memory is bounded per run.** A run with `run_buffer_max` events not yet
+  stored ends with a terminal `error` (`buffer_overflow`) instead of growing.
+- **Completion is atomic.** A terminal event is the last one a stream takes;
+  the flush that stores it also marks the run finished, releases the lease
+  and, for `complete`, inserts the final messages.
+
+Shutdown (`close`) stops the loop, flushes what is left (a few tries), and
+hands the runs still streaming over by releasing their leases, with
+`agent_cursor` exact so the next owner can re-attach to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import structlog
+
+from broker.batching import Backoff, next_flush_at
+from broker.errors import DatabaseUnavailable
+from broker.metrics import Metrics
+from broker.store import PendingEvent, RunEnding, RunFlush, Store
+from models.events import (
+    Cancelled,
+    Complete,
+    ErrorData,
+    ErrorEvent,
+    StreamEvent,
+    is_terminal,
+)
+from models.ids import RunId, ThreadId
+
+__all__ = ["Outcome", "RunStream", "StreamManager", "ending_of"]
+
+log = structlog.get_logger(__name__)
+
+Outcome = Literal["stored", "lease_lost", "released", "abandoned"]
+"""How a stream closed: terminal stored; fenced out; handed over at shutdown;
+handed over with events that could not be stored (database down at shutdown)."""
+
+# Column widths of `runs` (models/tables.py); an agent's text must never make a flush fail.
+_ERROR_TYPE_MAX = 100
+_ABORTED_BY_MAX = 200
+_ERROR_MAX = 4000
+
+
+def _fit(text: str | None, limit: int) -> str | None:
+    """PostgreSQL text cannot hold NUL, and the columns have widths: make any string fit."""
+    return None if text is None else text.replace("\x00", "")[:limit]
+
+
+def ending_of(event: StreamEvent) -> RunEnding | None:
+    """The run's final state for a terminal event (None for any other event)."""
+    if isinstance(event, Complete):
+        return RunEnding("completed", messages=tuple(event.data.new_messages))
+    if isinstance(event, ErrorEvent):
+        return RunEnding(
+            "failed",
+            error=_fit(event.data.error, _ERROR_MAX),
+            error_type=_fit(event.data.error_type, _ERROR_TYPE_MAX),
+        )
+    if isinstance(event, Cancelled):
+        return RunEnding("cancelled", aborted_by=_fit(event.data.by, _ABORTED_BY_MAX))
+    return None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A run's events waiting for the next flush, and the agent id of the newest."""
+
+    events: list[PendingEvent] = field(default_factory=list)
+    cursor: str | None = None
+
+
+class RunStream:
+    """One run's write side in this process: its next seq, what is stored, how it ended."""
+
+    def __init__(
+        self, manager: StreamManager, run_id: RunId, thread_id: ThreadId, last_seq: int, now: float
+    ) -> None:
+        self._manager = manager
+        self.run_id = run_id
+        self.thread_id = thread_id
+        self.next_seq = last_seq + 1
+        self.stored_seq = last_seq
+        self.unflushed = 0
+        self.terminal_seq: int | None = None
+        self.renewed_at = now
+        self.outcome: Outcome | None = None
+        self.halt_reason: str | None = None
+        self.halted = asyncio.Event()
+        """Set when the stream takes no more events: the producer must stop reading."""
+        self.closed = asyncio.Event()
+        """Set when nothing more will be written for this run by this process."""
+
+    def push(self, event: StreamEvent, *, agent_id: str | None = None) -> int | None:
+        """Buffer an event; its seq, or None if the stream no longer takes events."""
+        return self._manager._push(self, event, agent_id)
+
+    async def wait_stored(self, seq: int) -> bool:
+        """Wait until `seq` is committed (True) or the stream closed without it (False)."""
+        while self.stored_seq < seq and self.outcome is None:
+            await self._manager._progress.wait()
+        return self.stored_seq >= seq
+
+    async def wait_closed(self) -> Outcome:
+        await self.closed.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+    def _halt(self, reason: str) -> None:
+        if self.halt_reason is None:
+            self.halt_reason = reason
+        self.halted.set()
+
+
+class StreamManager:
+    """Every run this process writes: buffers, seqs and the flush loop (one per process)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        writer_id: str,
+        lease_s: float,
+        flush_interval_s: float,
+        run_buffer_max: int,
+        metrics: Metrics,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self.writer_id = writer_id
+        self._lease_s = lease_s
+        self._renew_every = lease_s / 3
+        self._interval = flush_interval_s
+        self._run_buffer_max = run_buffer_max
+        self._metrics = metrics
+        self._backoff = backoff or Backoff(base=0.05, cap=2.0)
+        self._clock = clock
+        self._streams: dict[RunId, RunStream] = {}
+        self._pending: dict[RunId, _Pending] = {}
+        self._unflushed_total = 0
+        self._last_started: float | None = None
+        self._failures = 0
+        self._retry_at: float | None = None
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the flush loop (once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="stream-manager-flush-loop")
+
+    async def close(self, *, grace_s: float = 10.0, flush_attempts: int = 3) -> None:
+        """Stop the loop, flush what is pending, release the leases of runs still open."""
+        if self._closing:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, grace_s)
+            except TimeoutError:
+                log.error("flush_loop_stuck_at_shutdown", grace_s=grace_s)
+        for attempt in range(flush_attempts):
+            if not self._pending or await self._flush_once():
+                break
+            if attempt + 1 < flush_attempts:
+                await asyncio.sleep(self._backoff.delay(self._failures))
+        await self._release_open_runs()
+
+    def open(self, run_id: RunId, thread_id: ThreadId, *, last_seq: int = 1) -> RunStream:
+        """Start writing a run whose stored head is `last_seq` (its lease already ours)."""
+        if self._closing:
+            raise RuntimeError("the stream manager is closed")
+        if run_id in self._streams:
+            raise RuntimeError(f"run {run_id} is already open")
+        stream = RunStream(self, run_id, thread_id, last_seq, self._clock())
+        self._streams[run_id] = stream
+        self._wake.set()  # its lease renewal joins the loop's schedule
+        return stream
+
+    def get(self, run_id: RunId) -> RunStream | None:
+        return self._streams.get(run_id)
+
+    @property
+    def open_runs(self) -> int:
+        return len(self._streams)
+
+    # --- the write path -------------------------------------------------------------------
+
+    def _push(self, stream: RunStream, event: StreamEvent, agent_id: str | None) -> int | None:
+        if stream.terminal_seq is not None or stream.outcome is not None:
+            return None
+        overflow = stream.unflushed >= self._run_buffer_max
+        if overflow:
+            # One event over the cap, and a terminal one: memory stays bounded and
+            # the run ends visibly rather than silently losing its tail.
+            event = ErrorEvent(
+                data=ErrorData(
+                    error=f"more than {self._run_buffer_max} events could not be stored in time",
+                    error_type="buffer_overflow",
+                )
+            )
+            agent_id = None
+        seq = stream.next_seq
+        stream.next_seq += 1
+        was_idle = not self._pending
+        pending = self._pending.setdefault(stream.run_id, _Pending())
+        pending.events.append(PendingEvent(stream.run_id, seq, event, datetime.now(UTC)))
+        if agent_id is not None:
+            pending.cursor = agent_id
+        stream.unflushed += 1
+        self._unflushed_total += 1
+        self._metrics.buffered_events.set(self._unflushed_total)
+        if is_terminal(event):
+            stream.terminal_seq = seq
+        if overflow:
+            log.error("run_buffer_overflow", run_id=str(stream.run_id), limit=self._run_buffer_max)
+            stream._halt("buffer_overflow")
+        if was_idle:
+            self._wake.set()  # the only push that can move the next flush earlier
+        return None if overflow else seq
+
+    async def _loop(self) -> None:
+        while not self._closing:
+            now = self._clock()
+            at = next_flush_at(
+                now=now,
+                pending=bool(self._pending),
+                last_started=self._last_started,
+                interval=self._interval,
+                renew_due=self._renew_due(),
+                retry_at=self._retry_at,
+            )
+            if at is not None and at <= now:
+                await self._flush_once()
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), None if at is None else at - now)
+
+    def _renew_due(self) -> float | None:
+        idle = [s.renewed_at for s in self._streams.values() if s.run_id not in self._pending]
+        return min(idle) + self._renew_every if idle else None
+
+    async def _flush_once(self) -> bool:
+        """One flush of everything pending (plus due renewals); False if it failed."""
+        started = self._clock()
+        batch, self._pending = self._pending, {}
+        runs = [self._run_flush(run_id, pending) for run_id, pending in batch.items()]
+        runs += [
+            RunFlush(stream.run_id, stream.thread_id, 0)
+            for stream in self._streams.values()
+            if stream.run_id not in batch and started - stream.renewed_at >= self._renew_every / 2
+        ]
+        events = [item for pending in batch.values() for item in pending.events]
+        self._last_started = started
+        began = time.perf_counter()
+        try:
+            accepted = await self._store.flush_runs(self.writer_id, self._lease_s, runs, events)
+        except asyncio.CancelledError:
+            self._restore(batch)
+            raise
+        except Exception as exc:
+            self._restore(batch)
+            self._failures += 1
+            delay = self._backoff.delay(self._failures)
+            self._retry_at = self._clock() + delay
+            self._metrics.flush_retries.inc()
+            log.warning(
+                "flush_failed",
+                error=str(exc)[:500],
+                error_class=type(exc).__name__,
+                events=len(events),
+                failures=self._failures,
+                retry_in_s=round(delay, 3),
+                exc_info=not isinstance(exc, DatabaseUnavailable),
+            )
+            return False
+        self._failures = 0
+        self._retry_at = None
+        self._metrics.flush_duration.observe(time.perf_counter() - began)
+        self._metrics.flushes.inc()
+        stored = 0
+        for run in runs:
+            stream = self._streams.get(run.run_id)
+            if stream is None:
+                continue
+            if run.run_id not in accepted:
+                self._lose(stream, batch.get(run.run_id))
+                continue
+            stream.renewed_at = started
+            pending = batch.get(run.run_id)
+            if pending is not None:
+                stored += len(pending.events)
+                self._account_stored(stream, len(pending.events))
+                stream.stored_seq = pending.events[-1].seq
+            if run.ending is not None:
+                self._close_stream(stream, "stored")
+        if events:
+            self._metrics.batch_size.observe(len(events))
+            self._metrics.events_flushed.inc(stored)
+        self._signal_progress()
+        return True
+
+    def _run_flush(self, run_id: RunId, pending: _Pending) -> RunFlush:
+        stream = self._streams[run_id]
+        last = pending.events[-1]
+        return RunFlush(
+            run_id, stream.thread_id, last.seq, cursor=pending.cursor, ending=ending_of(last.event)
+        )
+
+    def _restore(self, batch: dict[RunId, _Pending]) -> None:
+        """Put a failed batch back in front of the events pushed since it was taken."""
+        for run_id, newer in self._pending.items():
+            failed = batch.get(run_id)
+            if failed is not None:
+                failed.events.extend(newer.events)
+                failed.cursor = newer.cursor or failed.cursor
+        self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
+
+    def _account_stored(self, stream: RunStream, count: int) -> None:
+        stream.unflushed -= count
+        self._unflushed_total -= count
+        self._metrics.buffered_events.set(self._unflushed_total)
+
+    def _lose(self, stream: RunStream, pending: _Pending | None) -> None:
+        """The fence said no: drop the run's events (this batch's and newer) and stop it."""
+        newer = self._pending.pop(stream.run_id, None)
+        dropped = (len(pending.events) if pending else 0) + (len(newer.events) if newer else 0)
+        self._account_stored(stream, stream.unflushed)
+        log.warning("lease_lost", run_id=str(stream.run_id), dropped_events=dropped)
+        self._close_stream(stream, "lease_lost")
+
+    def _close_stream(self, stream: RunStream, outcome: Outcome) -> None:
+        self._streams.pop(stream.run_id, None)
+        stream.outcome = outcome
+        stream._halt(outcome)
+        stream.closed.set()
+        self._signal_progress()
+
+    def _signal_progress(self) -> None:
+        progress, self._progress = self._progress, asyncio.Event()
+        progress.set()
+
+    async def _release_open_runs(self) -> None:
+        streams = list(self._streams.values())
+        if not streams:
+            return
+        try:
+            released = await self._store.release_runs(self.writer_id, [s.run_id for s in streams])
+        except Exception as exc:
+            # The leases expire on their own; the next owner takes over a little later.
+            log.error("lease_release_failed", runs=len(streams), error=str(exc)[:500])
+            released = set()
+        for stream in streams:
+            lost = stream.unflushed
+            if lost:
+                log.error("events_not_stored_at_shutdown", run_id=str(stream.run_id), events=lost)
+                self._account_stored(stream, lost)
+            log.info(
+                "run_handed_over",
+                run_id=str(stream.run_id),
+                released=stream.run_id in released,
+                stored_seq=stream.stored_seq,
+            )
+            self._close_stream(stream, "abandoned" if lost else "released")
+        self._pending.clear()

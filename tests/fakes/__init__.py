@@ -1,0 +1,1 @@
+"""Fakes of the services at the broker's outer edge (other processes' HTTP APIs)."""

@@ -1,0 +1,87 @@
+"""PostgreSQL going away under the flush loop: every event stored exactly once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from broker.store import Store
+from models.events import Complete, CompleteData
+from tests.database import TestDatabases
+from tests.integration.streams_helpers import counter, manager, open_runs, run_row, stored, text
+
+_TERMINATE = sa.text(
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "WHERE datname = :db AND pid <> pg_backend_pid()"
+)
+
+
+class _BusyStore(Store):
+    """Transactions that hold their backend a little, so a terminate lands mid-flush."""
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with super().transaction() as conn:
+            await conn.execute(sa.text("SELECT pg_sleep(0.01)"))
+            yield conn
+
+
+async def test_terminating_the_writers_connections_mid_run_loses_and_duplicates_nothing(
+    store: Store, databases: TestDatabases, database_url: str
+) -> None:
+    store = _BusyStore(store.engine, store.keyring)
+    admin = create_async_engine(databases.admin_url, isolation_level="AUTOCOMMIT")
+    database = make_url(database_url).database
+    terminated = 0
+    try:
+        async with manager(store, interval_s=0.01) as streams:
+            runs = await open_runs(store, streams, 3)
+            producing = True
+
+            async def produce() -> None:
+                i = 0
+                while producing:
+                    for run in runs:
+                        assert run.push(text(f"{run.run_id}:{i}"), agent_id=str(i + 1))
+                    i += 1
+                    await asyncio.sleep(0.002)
+
+            async def kill_connections() -> None:
+                nonlocal terminated
+                for _ in range(8):
+                    await asyncio.sleep(0.1)
+                    async with admin.connect() as conn:
+                        terminated += (
+                            await conn.execute(_TERMINATE, {"db": database})
+                        ).scalar_one()
+
+            producer = asyncio.create_task(produce())
+            try:
+                await kill_connections()
+            finally:
+                producing = False
+                await producer
+            for run in runs:
+                run.push(Complete(data=CompleteData(new_messages=[])), agent_id="end")
+            for run in runs:
+                assert await run.wait_stored(run.next_seq - 1)
+            retries = counter(streams._metrics, "broker_flush_retries_total")
+    finally:
+        await admin.dispose()
+
+    assert terminated > 0
+    assert retries > 0, "the outage never hit a flush: the test proves nothing"
+    for run in runs:
+        events = await stored(store, run)
+        count = run.next_seq - 1
+        assert [e.seq for e in events] == list(range(1, count + 1))
+        texts = [e.event.data.text for e in events[1:-1]]  # type: ignore[union-attr]
+        assert texts == [f"{run.run_id}:{i}" for i in range(count - 2)]
+        assert events[-1].event.event_type == "complete"
+        row = await run_row(store, run)
+        assert (row.status, row.last_seq) == ("completed", count)
