@@ -31,6 +31,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(help="A durable stream broker for AI-agent runs.", no_args_is_help=True)
 
 DEFAULT_WORKSPACE = "default"
+# Open SSE streams would otherwise hold a shutdown until every run ends.
+_GRACEFUL_S = 5
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 
 
@@ -102,7 +104,13 @@ def serve(host: Host = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000)
     with _database(_settings()) as settings:
         if settings.database_url is not None and os.environ.get("DATABASE_URL") is None:
             _migrate(settings)  # the embedded database is ours to keep at head
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=None,
+            timeout_graceful_shutdown=_GRACEFUL_S,
+        )
 
 
 @app.command()
@@ -118,7 +126,13 @@ def agents(host: Host = "127.0.0.1", port: Annotated[int, typer.Option()] = 8001
             settings.local_secret, "BROKER_LOCAL_SECRET"
         )
     configure_logging(os.environ.get("BROKER_LOG_LEVEL", "info"))
-    uvicorn.run(create_agent_app(AgentSettings()), host=host, port=port, log_config=None)
+    uvicorn.run(
+        create_agent_app(AgentSettings()),
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=_GRACEFUL_S,
+    )
 
 
 @app.command()
@@ -145,7 +159,13 @@ def up(
             typer.echo(f"agents:  {agent_url}")
             typer.echo(f"token:   {token}")
             typer.echo("Ctrl-C stops everything.")
-            uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+            uvicorn.run(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_config=None,
+                timeout_graceful_shutdown=_GRACEFUL_S,
+            )
 
 
 async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> WorkspaceId:
