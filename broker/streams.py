@@ -213,11 +213,8 @@ class StreamManager:
         return stream
 
     def get(self, run_id: RunId) -> RunStream | None:
+        """The run's stream while this process writes it."""
         return self._streams.get(run_id)
-
-    @property
-    def open_runs(self) -> int:
-        return len(self._streams)
 
     # --- the write path -------------------------------------------------------------------
 

@@ -8,13 +8,15 @@ tests. A test scripts the answer to a message before sending it:
     fake.script("flaky", text("a"), complete("a"), failures=[503, 500])
     fake.script("cut", text("a"), DROP)
 
-`failures` are the statuses of the first attempts (0 refuses nothing: use an
-unbound port for a refused connection). Steps: an event (`text`, `event`) gets
-the next SSE id from 1; `Raw` bytes go out as they are (malformed frames);
-`Pause` sleeps; `Gate` waits for the test to open it; `DROP` breaks the
-connection mid-stream (the ASGI app fails after the response began, so the
-client sees an incomplete chunked body); the end of the steps ends the body
-cleanly, with or without a terminal event.
+`failures` are the HTTP statuses answered to the first attempts, in order (for
+a refused connection, point the broker at an unbound port instead).
+
+Steps: an event (`text`, `event`, ...) gets the next SSE id from 1; `Raw`
+bytes go out as they are (malformed frames); `Pause` sleeps; `Gate` waits
+for the test to open it; `DROP` breaks the connection mid-stream (the ASGI
+app returns before the body is complete, so uvicorn closes the connection
+and the client sees a chunked body cut short). The end of the steps ends the
+body cleanly, with or without a terminal event.
 """
 
 from __future__ import annotations
@@ -111,10 +113,6 @@ class Recorded:
     body: dict[str, Any] | None
 
 
-class _BrokenStream(Exception):
-    """Raised inside the response to break the connection mid-stream, on purpose."""
-
-
 class _ScriptedStream(Response):
     """A `text/event-stream` body played from the steps, chunk by chunk."""
 
@@ -124,6 +122,8 @@ class _ScriptedStream(Response):
         self._done = done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Like the real agent, stop playing to a client that went away.
+        watcher = asyncio.create_task(_disconnected(receive))
         try:
             await send(
                 {
@@ -134,22 +134,34 @@ class _ScriptedStream(Response):
             )
             next_id = 1
             for step in self._steps:
+                if watcher.done():
+                    return
                 if isinstance(step, Raw):
                     await send({"type": "http.response.body", "body": step.data, "more_body": True})
                 elif isinstance(step, Pause):
-                    await asyncio.sleep(step.seconds)
+                    await asyncio.wait([watcher], timeout=step.seconds)
                 elif isinstance(step, Gate):
                     step.reached.set()
-                    await step.opened.wait()
+                    opened = asyncio.create_task(step.opened.wait())
+                    await asyncio.wait([watcher, opened], return_when=asyncio.FIRST_COMPLETED)
+                    opened.cancel()
                 elif isinstance(step, _Drop):
-                    raise _BrokenStream("the fake agent drops the connection, as scripted")
+                    # Returning before the body is complete makes uvicorn close the
+                    # connection: the client sees a chunked body cut short.
+                    return
                 else:
                     frame = encode_event(json.dumps(step), id=next_id)
                     next_id += 1
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            watcher.cancel()
             self._done.set()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class FakeAgent:

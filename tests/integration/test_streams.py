@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
 from broker.errors import DatabaseUnavailable
@@ -173,7 +173,7 @@ async def test_a_run_over_its_buffer_cap_ends_with_buffer_overflow_and_loses_no_
     assert [e.seq for e in events] == list(range(1, 8))
     assert _texts(events) == [str(i) for i in range(5)]
     assert events[-1].event.event_type == "error"
-    assert events[-1].event.data.error_type == "buffer_overflow"  # type: ignore[union-attr]
+    assert events[-1].event.data.error_type == "buffer_overflow"
     row = await run_row(store, run)
     assert (row.status, row.error_type, row.writer_id, row.last_seq) == (
         "failed",
