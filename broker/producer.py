@@ -112,7 +112,9 @@ class Producers:
         """Start producing a freshly created run; False once shutdown has begun."""
         if not self.accepting:
             return False
-        stream = self.streams.open(run.run_id, run.thread_id, last_seq=run.last_seq)
+        stream = self.streams.open(
+            run.run_id, run.thread_id, last_seq=run.last_seq, request_id=request_id
+        )
         producer = _Producer(self, stream, run, message, request_id)
         task = asyncio.create_task(producer.run(), name=f"producer:{run.run_id}")
         self._tasks[run.run_id] = task

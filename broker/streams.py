@@ -3,32 +3,25 @@
 Producers `push` typed events into a `RunStream`; the broker assigns the seqs
 (`run_started` is 1, so a new run's first agent event is 2). One loop task
 writes every run's pending events in one fenced transaction
-(`Store.flush_runs`), timed by `broker.batching.next_flush_at`.
+(`Store.flush_runs`), timed by `broker.batching.next_flush_at`. Why it is safe:
 
-Why it is safe:
+- **Swap, then await.** A flush takes the pending map and installs a fresh one
+  *before* its first `await`: an event pushed meanwhile lands in the next batch.
+- **A failed flush puts its batch back in front** of what arrived since (seqs
+  are assigned at push, so order holds) and retries with backoff; the primary
+  key makes a batch whose commit was lost harmless to send again.
+- **Fencing is in the flush itself.** Runs the flush's UPDATE does not return
+  belong to another writer (or were ended by someone else): their events are
+  dropped and their streams halted. Idle runs' leases are renewed by the same
+  flushes (a run joins one once half its renewal period has passed; an idle
+  loop flushes when a renewal falls due): no separate heartbeat to race.
+- **Memory is bounded per run**: past `run_buffer_max` unstored events a run
+  ends with a terminal `error` (`buffer_overflow`) instead of growing.
+- **Completion is atomic**: the flush that stores a terminal event also ends
+  the run, releases its lease and, for `complete`, inserts the final messages.
 
-- **Swap, then await.** A flush takes the whole pending map and installs a
-  fresh one *before* its first `await`, so an event pushed while the write is
-  in flight lands in the next batch: never lost, never written twice.
-- **A failed flush puts its batch back in front** of whatever arrived since
-  (seqs are assigned at push, so order is by construction) and retries with
-  backoff; the primary key makes a batch whose commit was lost harmless to
-  send again.
-- **Fencing is in the flush itself.** The runs the flush's UPDATE does not
-  return belong to another writer (or were finished by someone else): their
-  events are dropped, their streams halted, their producers stop. Leases of
-  runs with nothing to write are renewed by the same flushes (a run joins a
-  flush once half its renewal period has passed, and an otherwise idle loop
-  flushes when a renewal falls due), so no separate heartbeat can race.
-- **Memory is bounded per run.** A run with `run_buffer_max` events not yet
-  stored ends with a terminal `error` (`buffer_overflow`) instead of growing.
-- **Completion is atomic.** A terminal event is the last one a stream takes;
-  the flush that stores it also marks the run finished, releases the lease
-  and, for `complete`, inserts the final messages.
-
-Shutdown (`close`) stops the loop, flushes what is left (a few tries), and
-hands the runs still streaming over by releasing their leases, with
-`agent_cursor` exact so the next owner can re-attach to the agent.
+Shutdown (`close`) stops the loop, flushes what is left (a few tries) and
+releases the leases of runs still streaming, `agent_cursor` exact for a re-attach.
 """
 
 from __future__ import annotations
@@ -47,14 +40,7 @@ from broker.batching import Backoff, next_flush_at
 from broker.errors import DatabaseUnavailable
 from broker.metrics import Metrics
 from broker.store import PendingEvent, RunEnding, RunFlush, Store
-from models.events import (
-    Cancelled,
-    Complete,
-    ErrorData,
-    ErrorEvent,
-    StreamEvent,
-    is_terminal,
-)
+from models.events import Cancelled, Complete, ErrorData, ErrorEvent, StreamEvent, is_terminal
 from models.ids import RunId, ThreadId
 
 __all__ = ["Outcome", "RunStream", "StreamManager", "ending_of"]
@@ -65,14 +51,9 @@ Outcome = Literal["stored", "lease_lost", "released", "abandoned"]
 """How a stream closed: terminal stored; fenced out; handed over at shutdown;
 handed over with events that could not be stored (database down at shutdown)."""
 
-# Column widths of `runs` (models/tables.py); an agent's text must never make a flush fail.
-_ERROR_TYPE_MAX = 100
-_ABORTED_BY_MAX = 200
-_ERROR_MAX = 4000
-
 
 def _fit(text: str | None, limit: int) -> str | None:
-    """PostgreSQL text cannot hold NUL, and the columns have widths: make any string fit."""
+    """Make an agent's string fit its `runs` column (a width; no NUL): it must not fail a flush."""
     return None if text is None else text.replace("\x00", "")[:limit]
 
 
@@ -83,11 +64,11 @@ def ending_of(event: StreamEvent) -> RunEnding | None:
     if isinstance(event, ErrorEvent):
         return RunEnding(
             "failed",
-            error=_fit(event.data.error, _ERROR_MAX),
-            error_type=_fit(event.data.error_type, _ERROR_TYPE_MAX),
+            error=_fit(event.data.error, 4000),
+            error_type=_fit(event.data.error_type, 100),
         )
     if isinstance(event, Cancelled):
-        return RunEnding("cancelled", aborted_by=_fit(event.data.by, _ABORTED_BY_MAX))
+        return RunEnding("cancelled", aborted_by=_fit(event.data.by, 200))
     return None
 
 
@@ -103,11 +84,18 @@ class RunStream:
     """One run's write side in this process: its next seq, what is stored, how it ended."""
 
     def __init__(
-        self, manager: StreamManager, run_id: RunId, thread_id: ThreadId, last_seq: int, now: float
+        self,
+        manager: StreamManager,
+        run_id: RunId,
+        thread_id: ThreadId,
+        last_seq: int,
+        now: float,
+        request_id: str | None,
     ) -> None:
         self._manager = manager
         self.run_id = run_id
         self.thread_id = thread_id
+        self.log = log.bind(run_id=str(run_id), request_id=request_id)
         self.next_seq = last_seq + 1
         self.stored_seq = last_seq
         self.unflushed = 0
@@ -201,13 +189,20 @@ class StreamManager:
                 await asyncio.sleep(self._backoff.delay(self._failures))
         await self._release_open_runs()
 
-    def open(self, run_id: RunId, thread_id: ThreadId, *, last_seq: int = 1) -> RunStream:
+    def open(
+        self,
+        run_id: RunId,
+        thread_id: ThreadId,
+        *,
+        last_seq: int = 1,
+        request_id: str | None = None,
+    ) -> RunStream:
         """Start writing a run whose stored head is `last_seq` (its lease already ours)."""
         if self._closing:
             raise RuntimeError("the stream manager is closed")
         if run_id in self._streams:
             raise RuntimeError(f"run {run_id} is already open")
-        stream = RunStream(self, run_id, thread_id, last_seq, self._clock())
+        stream = RunStream(self, run_id, thread_id, last_seq, self._clock(), request_id)
         self._streams[run_id] = stream
         self._wake.set()  # its lease renewal joins the loop's schedule
         return stream
@@ -245,7 +240,7 @@ class StreamManager:
         if is_terminal(event):
             stream.terminal_seq = seq
         if overflow:
-            log.error("run_buffer_overflow", run_id=str(stream.run_id), limit=self._run_buffer_max)
+            stream.log.error("run_buffer_overflow", limit=self._run_buffer_max)
             stream._halt("buffer_overflow")
         if was_idle:
             self._wake.set()  # the only push that can move the next flush earlier
@@ -293,25 +288,37 @@ class StreamManager:
             raise
         except Exception as exc:
             self._restore(batch)
-            self._failures += 1
-            delay = self._backoff.delay(self._failures)
-            self._retry_at = self._clock() + delay
-            self._metrics.flush_retries.inc()
-            log.warning(
-                "flush_failed",
-                error=str(exc)[:500],
-                error_class=type(exc).__name__,
-                events=len(events),
-                failures=self._failures,
-                retry_in_s=round(delay, 3),
-                exc_info=not isinstance(exc, DatabaseUnavailable),
-            )
+            self._schedule_retry(exc, len(events))
             return False
         self._failures = 0
         self._retry_at = None
         self._metrics.flush_duration.observe(time.perf_counter() - began)
         self._metrics.flushes.inc()
-        stored = 0
+        self._settle(runs, batch, accepted, started)
+        if events:
+            self._metrics.batch_size.observe(len(events))
+        self._signal_progress()
+        return True
+
+    def _schedule_retry(self, exc: Exception, events: int) -> None:
+        self._failures += 1
+        delay = self._backoff.delay(self._failures)
+        self._retry_at = self._clock() + delay
+        self._metrics.flush_retries.inc()
+        log.warning(
+            "flush_failed",
+            error=str(exc)[:500],
+            error_class=type(exc).__name__,
+            events=events,
+            failures=self._failures,
+            retry_in_s=round(delay, 3),
+            exc_info=not isinstance(exc, DatabaseUnavailable),
+        )
+
+    def _settle(
+        self, runs: list[RunFlush], batch: dict[RunId, _Pending], accepted: set[RunId], at: float
+    ) -> None:
+        """After a commit: account what was stored, finish ended runs, stop fenced ones."""
         for run in runs:
             stream = self._streams.get(run.run_id)
             if stream is None:
@@ -319,19 +326,14 @@ class StreamManager:
             if run.run_id not in accepted:
                 self._lose(stream, batch.get(run.run_id))
                 continue
-            stream.renewed_at = started
+            stream.renewed_at = at
             pending = batch.get(run.run_id)
             if pending is not None:
-                stored += len(pending.events)
+                self._metrics.events_flushed.inc(len(pending.events))
                 self._account_stored(stream, len(pending.events))
                 stream.stored_seq = pending.events[-1].seq
             if run.ending is not None:
                 self._close_stream(stream, "stored")
-        if events:
-            self._metrics.batch_size.observe(len(events))
-            self._metrics.events_flushed.inc(stored)
-        self._signal_progress()
-        return True
 
     def _run_flush(self, run_id: RunId, pending: _Pending) -> RunFlush:
         stream = self._streams[run_id]
@@ -359,7 +361,7 @@ class StreamManager:
         newer = self._pending.pop(stream.run_id, None)
         dropped = (len(pending.events) if pending else 0) + (len(newer.events) if newer else 0)
         self._account_stored(stream, stream.unflushed)
-        log.warning("lease_lost", run_id=str(stream.run_id), dropped_events=dropped)
+        stream.log.warning("lease_lost", dropped_events=dropped)
         self._close_stream(stream, "lease_lost")
 
     def _close_stream(self, stream: RunStream, outcome: Outcome) -> None:
@@ -386,13 +388,10 @@ class StreamManager:
         for stream in streams:
             lost = stream.unflushed
             if lost:
-                log.error("events_not_stored_at_shutdown", run_id=str(stream.run_id), events=lost)
+                stream.log.error("events_not_stored_at_shutdown", events=lost)
                 self._account_stored(stream, lost)
-            log.info(
-                "run_handed_over",
-                run_id=str(stream.run_id),
-                released=stream.run_id in released,
-                stored_seq=stream.stored_seq,
+            stream.log.info(
+                "run_handed_over", released=stream.run_id in released, stored_seq=stream.stored_seq
             )
             self._close_stream(stream, "abandoned" if lost else "released")
         self._pending.clear()
