@@ -57,6 +57,11 @@ class Metrics:
         self.events_delivered = Counter(
             "broker_events_delivered", "Events written to viewers", registry=r
         )
+        self.catchup_reads = Counter(
+            "broker_catchup_reads",
+            "Statements run by viewers reading the table (catching up, or cut loose)",
+            registry=r,
+        )
         # Agent callbacks.
         self.integration_queries = Counter(
             "broker_integration_queries",

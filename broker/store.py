@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -41,10 +42,12 @@ from models.tables import Integration, Message, RawStreamEvent, Run, Thread, Wor
 __all__ = [
     "NOTIFY_CHANNEL",
     "IntegrationRecord",
+    "Listening",
     "PendingEvent",
     "RunEnding",
     "RunFlush",
     "RunRecord",
+    "RunState",
     "Store",
     "StoredMessage",
     "ThreadRecord",
@@ -297,6 +300,74 @@ FROM fenced
     sa.bindparam("payloads", type_=ARRAY(BYTEA)),
     channel=NOTIFY_CHANNEL,
 )
+
+
+# --- read side: run state, batched tail reads, the LISTEN connection -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """A run as a viewer needs it: its record, its head and who cancelled it."""
+
+    record: RunRecord
+    head: int
+    """The highest seq the run has: `runs.last_seq`, or the table's if that is ahead."""
+    aborted_by: str | None
+
+
+# One statement for any number of tailed runs: each run's next rows by the primary
+# key, so a sweep of a thousand idle runs costs about one index probe each.
+_READ_EVENTS_MANY = sa.text(
+    "SELECT x.run_id, e.seq, e.key_id, e.payload "
+    "FROM unnest(:run_ids, :afters) AS x(run_id, after) "
+    "CROSS JOIN LATERAL ("
+    "  SELECT seq, key_id, payload FROM raw_stream_events"
+    "  WHERE run_id = x.run_id AND seq > x.after ORDER BY seq LIMIT :limit"
+    ") AS e"
+).bindparams(
+    sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
+    sa.bindparam("afters", type_=ARRAY(INTEGER)),
+    sa.bindparam("limit", type_=INTEGER),
+)
+
+# Errors of a direct asyncpg connection, translated to `DatabaseUnavailable`.
+_LISTEN_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_PING_TIMEOUT_S = 5.0
+
+
+class Listening:
+    """A dedicated asyncpg connection LISTENing on `NOTIFY_CHANNEL`, outside the pool.
+
+    Outside the pool because it is held for the life of the process, and a pooled
+    connection handed back with a listener attached would keep calling it.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process of this connection (what `pg_terminate_backend` takes)."""
+        pid: int = self._connection.get_server_pid()
+        return pid
+
+    def is_closed(self) -> bool:
+        closed: bool = self._connection.is_closed()
+        return closed
+
+    async def ping(self) -> None:
+        """One round trip, or `DatabaseUnavailable`: proves a quiet connection is alive."""
+        try:
+            await self._connection.execute("SELECT 1", timeout=_PING_TIMEOUT_S)
+        except _LISTEN_ERRORS as exc:
+            raise DatabaseUnavailable(f"LISTEN connection: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connection (at once if the server already went away)."""
+        try:
+            await self._connection.close(timeout=2)
+        except _LISTEN_ERRORS:
+            self._connection.terminate()
 
 
 class Store:
@@ -656,3 +727,63 @@ class Store:
         )
         credentials: dict[str, Any] = json.loads(plaintext)
         return _integration_record(row), credentials
+
+    # --- read side --------------------------------------------------------------------
+
+    async def get_run_state(self, workspace_id: WorkspaceId, run_id: RunId) -> RunState:
+        """A run of the workspace with its head, or `NotFound` (also for another workspace's)."""
+        max_seq = (
+            sa.select(sa.func.max(_events.c.seq))
+            .where(_events.c.run_id == _runs.c.id)
+            .scalar_subquery()
+        )
+        stmt = sa.select(_runs, max_seq.label("max_seq")).where(
+            _runs.c.id == run_id, _runs.c.workspace_id == workspace_id
+        )
+        async with self.transaction() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        if row is None:
+            raise NotFound(f"run {run_id} not found")
+        record = _run_record(row)
+        return RunState(record, max(record.last_seq, row.max_seq or 0), row.aborted_by)
+
+    async def read_events_many(
+        self, cursors: Mapping[RunId, int], limit_per_run: int
+    ) -> dict[RunId, list[StoredEvent]]:
+        """Each run's events with `seq >` its cursor, in order, at most `limit_per_run` each."""
+        if not cursors:
+            return {}
+        params = {
+            "run_ids": list(cursors),
+            "afters": list(cursors.values()),
+            "limit": limit_per_run,
+        }
+        async with self.transaction() as conn:
+            rows = (await conn.execute(_READ_EVENTS_MANY, params)).all()
+        found: dict[RunId, list[StoredEvent]] = {}
+        for row in rows:
+            event = self.open_event(row.run_id, row.seq, row.key_id, row.payload)
+            found.setdefault(RunId(row.run_id), []).append(event)
+        for events in found.values():
+            events.sort(key=lambda event: event.seq)
+        return found
+
+    async def listen(
+        self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+    ) -> Listening:
+        """Open a connection that LISTENs on `NOTIFY_CHANNEL`; `on_lost` fires when it drops."""
+        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
+        try:
+            connection = await asyncpg.connect(*args, **kwargs)
+        except _LISTEN_ERRORS as exc:
+            raise DatabaseUnavailable(f"LISTEN connection: {exc}") from exc
+        listening = Listening(connection)
+        connection.add_termination_listener(lambda _connection: on_lost())
+        try:
+            await connection.add_listener(
+                NOTIFY_CHANNEL, lambda _connection, _pid, _channel, payload: on_payload(payload)
+            )
+        except _LISTEN_ERRORS as exc:
+            await listening.close()
+            raise DatabaseUnavailable(f"LISTEN {NOTIFY_CHANNEL}: {exc}") from exc
+        return listening
