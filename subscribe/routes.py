@@ -1,0 +1,205 @@
+"""The read side's endpoints (design 4.1 and 4.2).
+
+- `POST /api/runs/{run_id}/subscribe` `{"cursor": str | null}` (no body: null)
+- `GET /api/runs/{run_id}/events` — the same for `EventSource`: the cursor
+  is `Last-Event-ID` when the browser reconnects, else `?cursor=`
+- `GET /api/runs/{run_id}` and `GET /api/threads/{thread_id}/messages`
+
+Every one is scoped to the caller's workspace: another workspace's run or
+thread is a 404, like an unknown one. Bad input is refused before anything
+is read or registered: 406 for an `Accept` no format satisfies, 400
+`invalid_cursor`, 404 for an id that is not even a UUID.
+
+`?wait=false` answers with what is stored now instead of following the run:
+the contract's switch for `application/json`, honoured by every format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi.responses import Response
+
+from broker.auth import Principal
+from broker.errors import NotFound
+from broker.http import ApiError, authenticate, get_settings, get_store
+from broker.metrics import Metrics
+from broker.sse import encode_comment, encode_retry
+from broker.store import RunState, Store
+from models.events import StoredEvent
+from models.ids import RunId, ThreadId
+from subscribe.cursor import parse_cursor, resolve_cursor
+from subscribe.errors import InvalidCursor, NotAcceptable
+from subscribe.hub import Hub
+from subscribe.negotiation import Format, negotiate
+from subscribe.render import json_document, render_markdown, render_plain, run_view
+from subscribe.response import RacingStreamResponse
+from subscribe.schemas import MessageOut, MessagesOut, RunOut, SubscribeRequest
+from subscribe.subscription import due_frames, live_frames
+from subscribe.viewer import Frame
+
+__all__ = ["RETRY_MS", "router"]
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter()
+
+RETRY_MS = 1000
+"""The `retry:` hint: how long an `EventSource` waits before it reconnects."""
+
+_STREAM_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+    "Vary": "Accept",
+}
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def _parse_id(text: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound(f"{what} {text[:64]} not found") from None
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+@router.post("/api/runs/{run_id}/subscribe")
+async def subscribe(
+    request: Request,
+    run_id: str,
+    caller: Caller,
+    body: Annotated[SubscribeRequest | None, Body()] = None,
+    wait: bool = True,
+) -> Response:
+    """The run's events after the body's cursor, in the format `Accept` asks for."""
+    return await _answer(request, caller, run_id, body.cursor if body else None, wait)
+
+
+@router.get("/api/runs/{run_id}/events")
+async def events(
+    request: Request,
+    run_id: str,
+    caller: Caller,
+    cursor: str | None = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+    wait: bool = True,
+) -> Response:
+    """The same stream for `EventSource`: `Last-Event-ID` wins over `?cursor=`."""
+    return await _answer(request, caller, run_id, last_event_id or cursor, wait)
+
+
+@router.get("/api/runs/{run_id}")
+async def get_run(request: Request, run_id: str, caller: Caller) -> RunOut:
+    state = await get_store(request).get_run_state(
+        caller.workspace_id, RunId(_parse_id(run_id, "run"))
+    )
+    return run_view(state)
+
+
+@router.get("/api/threads/{thread_id}/messages")
+async def list_messages(request: Request, thread_id: str, caller: Caller) -> MessagesOut:
+    store = get_store(request)
+    thread = await store.get_thread(caller.workspace_id, ThreadId(_parse_id(thread_id, "thread")))
+    messages = await store.list_messages(thread.thread_id)
+    return MessagesOut(messages=[MessageOut.of(message) for message in messages])
+
+
+async def _answer(
+    request: Request, caller: Principal, run_id: str, cursor_text: str | None, wait: bool
+) -> Response:
+    try:
+        answer_format = negotiate(request.headers.get("accept"))
+    except NotAcceptable as exc:
+        raise ApiError(406, "not_acceptable", str(exc)) from exc
+    try:
+        cursor = parse_cursor(cursor_text)
+    except InvalidCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    store = get_store(request)
+    state = await store.get_run_state(caller.workspace_id, RunId(_parse_id(run_id, "run")))
+    after = resolve_cursor(cursor, state.head)
+    # Bound for the rest of this request, the stream's tasks included (they copy it).
+    structlog.contextvars.bind_contextvars(run_id=str(state.record.run_id))
+    log.info(
+        "subscribed",
+        status=state.record.status,
+        after=after,
+        format=answer_format.value,
+        wait=wait,
+    )
+    metrics = _metrics(request)
+    if wait:
+        idle_s = get_settings(request).keepalive_s
+        frames = live_frames(_hub(request), store, metrics, state, after, idle_s=idle_s)
+    else:
+        frames = due_frames(store, metrics, state, after)
+    if answer_format is Format.SSE:
+        content = _sse(frames, metrics)
+    elif answer_format is Format.NDJSON:
+        content = _ndjson(frames, metrics)
+    else:
+        content = _document(answer_format, frames, store, caller, state, metrics)
+    return RacingStreamResponse(content, media_type=answer_format.value, headers=_STREAM_HEADERS)
+
+
+async def _sse(
+    frames: AsyncGenerator[Frame | None, None], metrics: Metrics
+) -> AsyncGenerator[bytes, None]:
+    yield encode_retry(RETRY_MS)
+    async with contextlib.aclosing(frames):
+        async for frame in frames:
+            if frame is None:
+                yield encode_comment("keepalive")
+            else:
+                yield frame.sse
+                metrics.events_delivered.inc()
+
+
+async def _ndjson(
+    frames: AsyncGenerator[Frame | None, None], metrics: Metrics
+) -> AsyncGenerator[bytes, None]:
+    # No keepalive line: a blank line is not JSON, and NDJSON readers split on lines.
+    async with contextlib.aclosing(frames):
+        async for frame in frames:
+            if frame is not None:
+                yield frame.ndjson
+                metrics.events_delivered.inc()
+
+
+async def _document(
+    answer_format: Format,
+    frames: AsyncGenerator[Frame | None, None],
+    store: Store,
+    caller: Principal,
+    state: RunState,
+    metrics: Metrics,
+) -> AsyncGenerator[bytes, None]:
+    """The whole answer in one chunk, once the frames end (the terminal event, if waiting)."""
+    async with contextlib.aclosing(frames):
+        events: list[StoredEvent] = [frame.event async for frame in frames if frame is not None]
+    # The row as it is now: the terminal event and the run's final status commit together.
+    final = await store.get_run_state(caller.workspace_id, state.record.run_id)
+    metrics.events_delivered.inc(len(events))
+    if answer_format is Format.JSON:
+        text = json.dumps(json_document(final, events), separators=(",", ":"), ensure_ascii=False)
+    elif answer_format is Format.MARKDOWN:
+        text = render_markdown(final, events)
+    else:
+        text = render_plain(final, events)
+    yield text.encode()
