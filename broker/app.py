@@ -38,6 +38,8 @@ from broker.runs import router as runs_router
 from broker.settings import Settings
 from broker.store import Store
 from broker.streams import StreamManager
+from subscribe.hub import Hub
+from subscribe.routes import router as subscribe_router
 
 __all__ = ["create_app", "new_writer_id"]
 
@@ -64,6 +66,11 @@ def create_app(settings: Settings) -> FastAPI:
             async with contextlib.AsyncExitStack() as stack:
                 # The write side and the read side register their parts here.
                 _open_write_side(app, stack, settings)
+                # Read side: the LISTEN connection and the shared tails. Registered last,
+                # so it stops first: viewers are closed and resume on another replica.
+                app.state.hub = await stack.enter_async_context(
+                    Hub.for_settings(app.state.store, app.state.metrics, settings)
+                )
                 yield
         finally:
             await engine.dispose()
@@ -78,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     _add_health_routes(app)
+    app.include_router(subscribe_router)
     app.include_router(runs_router)
     app.include_router(integrations_router)
     return app
