@@ -21,23 +21,20 @@ keepalive comments); a dead one is caught by it eventually.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 from broker.errors import BrokerError
-from models.events import ChatMessage
-from models.ids import RunId, ThreadId
+from models.agent_api import RunRequest
+from models.ids import RunId
 
 __all__ = [
     "AgentClient",
     "AgentConflict",
     "AgentError",
-    "AgentIntegration",
     "AgentRejected",
-    "AgentRunRequest",
     "AgentStreamBroken",
     "AgentUnavailable",
 ]
@@ -66,37 +63,6 @@ class AgentStreamBroken(AgentError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class AgentIntegration:
-    """An integration as the agent sees it: never its credentials."""
-
-    id: str
-    kind: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgentRunRequest:
-    """The body of `POST /runs/stream`."""
-
-    run_id: RunId
-    thread_id: ThreadId
-    history: Sequence[ChatMessage]
-    new_user_message: str
-    integrations: Sequence[AgentIntegration] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": str(self.run_id),
-            "thread_id": str(self.thread_id),
-            "history": [m.model_dump(mode="json") for m in self.history],
-            "new_user_message": self.new_user_message,
-            "integrations": [
-                {"id": i.id, "kind": i.kind, "name": i.name} for i in self.integrations
-            ],
-        }
-
-
 class AgentClient:
     """Calls to one agent service; owns its HTTP client unless one is given."""
 
@@ -122,10 +88,12 @@ class AgentClient:
             await self._http.aclose()
 
     def stream_run(
-        self, request: AgentRunRequest, *, request_id: str
+        self, request: RunRequest, *, request_id: str
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """`POST /runs/stream`: the run's SSE body, as bytes."""
-        return self._stream("POST", "/runs/stream", request_id=request_id, json=request.to_json())
+        return self._stream(
+            "POST", "/runs/stream", request_id=request_id, json=request.model_dump(mode="json")
+        )
 
     def reattach(
         self, run_id: RunId, *, last_event_id: str | None, request_id: str

@@ -42,9 +42,7 @@ from broker.agent_client import (
     AgentClient,
     AgentConflict,
     AgentError,
-    AgentIntegration,
     AgentRejected,
-    AgentRunRequest,
     AgentStreamBroken,
     AgentUnavailable,
 )
@@ -54,6 +52,7 @@ from broker.metrics import Metrics
 from broker.sse import ServerSentEvent, aiter_sse
 from broker.store import RunRecord, Store
 from broker.streams import RunStream, StreamManager
+from models.agent_api import AgentIntegration, RunRequest
 from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal, parse_event_json
 from models.ids import RunId
 
@@ -165,17 +164,19 @@ class _Producer:
         finally:
             self._metrics.active_producers.dec()
 
-    async def _agent_request(self) -> AgentRunRequest:
+    async def _agent_request(self) -> RunRequest:
         """The agent's input: the transcript before this run's message, and the integrations."""
         run, store = self._run, self._owner.store
         stored = await self._retry_db(lambda: store.list_messages(run.thread_id))
         found = await self._retry_db(lambda: store.list_integrations(run.workspace_id))
-        return AgentRunRequest(
-            run_id=run.run_id,
-            thread_id=run.thread_id,
+        return RunRequest(
+            run_id=str(run.run_id),
+            thread_id=str(run.thread_id),
             history=[m.message for m in stored if m.run_id != run.run_id],
             new_user_message=self._message,
-            integrations=[AgentIntegration(str(i.integration_id), i.kind, i.name) for i in found],
+            integrations=[
+                AgentIntegration(id=str(i.integration_id), kind=i.kind, name=i.name) for i in found
+            ],
         )
 
     async def _retry_db(self, read: Callable[[], Awaitable[_T]]) -> _T:
@@ -189,7 +190,7 @@ class _Producer:
                 self._log.warning("database_unavailable_retrying", error=str(exc)[:200])
                 await asyncio.sleep(delay)
 
-    async def _consume(self, request: AgentRunRequest) -> None:
+    async def _consume(self, request: RunRequest) -> None:
         """Feed the agent's events into the stream until it holds a terminal one."""
         delays = self._owner.agent_backoff.delays()
         reattach = False

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from broker.agent_client import AgentIntegration, AgentRunRequest
 from broker.producer import interpret_frame
 from broker.sse import ServerSentEvent
 from broker.streams import ending_of
+from models.agent_api import AgentIntegration, RunRequest
 from models.events import (
     Cancelled,
     CancelledData,
@@ -87,13 +87,13 @@ def test_other_events_do_not_end_a_run() -> None:
 
 def test_agent_request_body_matches_the_agent_contract() -> None:
     run_id, thread_id = RunId(new_id()), ThreadId(new_id())
-    body = AgentRunRequest(
-        run_id=run_id,
-        thread_id=thread_id,
+    body = RunRequest(
+        run_id=str(run_id),
+        thread_id=str(thread_id),
         history=[ChatMessage(role="user", content="q"), ChatMessage(role="assistant", content="a")],
         new_user_message="next",
-        integrations=[AgentIntegration("i1", "postgres", "shop")],
-    ).to_json()
+        integrations=[AgentIntegration(id="i1", kind="postgres", name="shop")],
+    ).model_dump(mode="json")
     assert body == {
         "run_id": str(run_id),
         "thread_id": str(thread_id),
