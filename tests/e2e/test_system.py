@@ -1,0 +1,125 @@
+"""The whole system over loopback: the real agent service (scripted model), the real
+broker with both its write and read sides, the demo integration, a real PostgreSQL.
+
+A user starts a run with a data question and watches it through the public
+contract: the agent reasons, queries the demo database through the broker's
+callback, streams its answer, and the run completes with its transcript kept.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from agents.app import create_app as create_agent_app
+from agents.settings import AgentSettings
+from broker.app import create_app
+from broker.auth import mint_token
+from broker.demo import ensure_demo_integration
+from broker.settings import Settings
+from broker.sse import aiter_sse
+from broker.store import Store
+from tests.database import TestDatabases
+from tests.integration.test_integrations_demo import drop_demo
+from tests.servers import serve
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, store: Store, databases: TestDatabases
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a broker wired to a real agent service, with a demo integration."""
+    suffix = uuid.uuid4().hex[:10]
+    database, role = f"demo_sys_{suffix}", f"demo_sys_reader_{suffix}"
+    workspace_id = await store.ensure_workspace("acme")
+    await ensure_demo_integration(
+        store, databases.admin_url, workspace_id, database=database, role=role
+    )
+    broker_port, agent_port = _free_port(), _free_port()
+    broker_url, agent_url = f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{agent_port}"
+    agent_settings = AgentSettings(
+        BROKER_LOCAL_SECRET=settings.require(settings.local_secret, "BROKER_LOCAL_SECRET"),
+        BROKER_URL=broker_url,
+        ANTHROPIC_API_KEY=None,
+        AGENT_SCRIPTED_DELAY_MS=1,
+    )
+    broker_settings = settings.model_copy(update={"agent_url": agent_url})
+    token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
+    try:
+        async with (
+            serve(create_agent_app(agent_settings), port=agent_port),
+            serve(create_app(broker_settings), port=broker_port),
+            httpx.AsyncClient(
+                base_url=broker_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            ) as http,
+        ):
+            yield http
+    finally:
+        await drop_demo(databases.admin_url, database, role)
+
+
+async def _watch(
+    client: httpx.AsyncClient, run_id: str, cursor: str | None
+) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with client.stream(
+        "POST", f"/api/runs/{run_id}/subscribe", json={"cursor": cursor}
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for frame in aiter_sse(response.aiter_bytes()):
+            event = frame.json()
+            assert frame.id == str(event["seq"])
+            events.append(event)
+    return events
+
+
+async def test_a_data_question_streams_through_tools_to_a_kept_transcript(
+    client: httpx.AsyncClient,
+) -> None:
+    thread = (await client.post("/api/threads", json={"title": "orders"})).json()["thread_id"]
+    started = await client.post(
+        f"/api/threads/{thread}/runs", json={"message": "How many orders are in the table?"}
+    )
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+
+    events = await _watch(client, run_id, cursor=None)
+
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    types = [e["event_type"] for e in events]
+    assert types[0] == "run_started"
+    assert types[-1] == "complete"
+    assert types.count("complete") == 1
+    for expected in ("reasoning_text", "tool_use", "tool_stream", "tool_result", "text"):
+        assert expected in types, types
+    assert types.index("tool_use") < types.index("tool_result") < len(types) - 1
+    result = next(e for e in events if e["event_type"] == "tool_result")
+    assert result["data"]["is_error"] is False, result
+    answer = "".join(e["data"]["text"] for e in events if e["event_type"] == "text")
+    assert answer.strip()
+
+    # A second viewer joining late from the middle gets exactly the rest.
+    middle = len(events) // 2
+    rest = await _watch(client, run_id, cursor=str(middle))
+    assert rest == events[middle:]
+
+    run = (await client.get(f"/api/runs/{run_id}")).json()
+    assert run["status"] == "completed"
+    assert run["last_seq"] == len(events)
+    messages = (await client.get(f"/api/threads/{thread}/messages")).json()["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == "How many orders are in the table?"
+    assert messages[1]["content"] == answer
