@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from broker.auth import mint_token
 from broker.settings import Settings
 from broker.store import Store
-from models.ids import ThreadId
+from models.ids import RunId, ThreadId
 from tests.e2e.producer_harness import Stack, broker_and_agent, row_counts
 from tests.fakes.agent import Gate, complete, text
 
@@ -128,6 +129,9 @@ async def test_a_second_run_on_a_streaming_thread_is_409_and_writes_nothing(
         thread_id = await stack.new_thread()
         first = await stack.start_run(thread_id, "first")
         await gate.reached.wait()
+        # "a" is on its way into the table; let it land so the row counts hold still.
+        stream = stack.app.state.streams.get(RunId(uuid.UUID(first["run_id"])))
+        await asyncio.wait_for(stream.wait_stored(2), 10)
 
         await _refused(
             stack, 409, "conflict", f"/api/threads/{thread_id}/runs", json={"message": "second"}
