@@ -97,6 +97,12 @@ class Run(Base):
             unique=True,
             postgresql_where=text("status IN ('pending', 'streaming')"),
         ),
+        # Retention looks for runs finished before a cutoff.
+        Index(
+            "ix_runs_finished_at",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
         # The sweeper looks for expired leases among streaming runs only.
         Index(
             "ix_runs_streaming_lease",

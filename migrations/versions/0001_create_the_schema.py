@@ -116,6 +116,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
     )
     op.create_index(
+        "ix_runs_finished_at",
+        "runs",
+        ["finished_at"],
+        unique=False,
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+    )
+    op.create_index(
         "ix_runs_streaming_lease",
         "runs",
         ["lease_expires_at"],
@@ -190,6 +197,11 @@ def downgrade() -> None:
         postgresql_where=sa.text("status IN ('pending', 'streaming')"),
     )
     op.drop_index(op.f("ix_runs_thread_id"), table_name="runs")
+    op.drop_index(
+        "ix_runs_finished_at",
+        table_name="runs",
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+    )
     op.drop_index(
         "ix_runs_streaming_lease",
         table_name="runs",
