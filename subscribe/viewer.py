@@ -152,12 +152,18 @@ class Viewer:
 
 
 class _Position:
-    """The `last` of the delivery rule, shared by `follow` and its table reads."""
+    """The `last` of the delivery rule, shared by `follow` and its table reads,
+    and whether the terminal frame has been delivered (nothing may follow it)."""
 
-    __slots__ = ("last",)
+    __slots__ = ("ended", "last")
 
     def __init__(self, last: int) -> None:
         self.last = last
+        self.ended = False
+
+    def advance(self, frame: Frame) -> None:
+        self.last = frame.seq
+        self.ended = frame.terminal
 
 
 async def _from_table(
@@ -172,12 +178,21 @@ async def _from_table(
                 if frame.seq <= position.last:
                     continue
                 raise StreamBroken(f"table gap after seq {position.last} (next {frame.seq})")
-            position.last = frame.seq
+            position.advance(frame)
             yield frame
-            if frame.terminal:
+            if position.ended:
                 return
         if len(batch) < limit:
             return
+
+
+async def _table(
+    read_after: ReadAfter, position: _Position, limit: int
+) -> AsyncGenerator[Frame, None]:
+    """`_from_table`, closed properly however the consumer stops."""
+    async with contextlib.aclosing(_from_table(read_after, position, limit)) as rows:
+        async for frame in rows:
+            yield frame
 
 
 async def follow(
@@ -197,11 +212,10 @@ async def follow(
     position = _Position(after)
     if hook is not None:
         await hook("registered")
-    async with contextlib.aclosing(_from_table(read_after, position, limit)) as rows:
-        async for frame in rows:
-            yield frame
-            if frame.terminal:
-                return
+    async for frame in _table(read_after, position, limit):
+        yield frame
+    if position.ended:
+        return
     if hook is not None:
         await hook("caught_up")
     while not viewer.closed:
@@ -213,27 +227,23 @@ async def follow(
             # Cut loose: everything the queue dropped is in the table. Frames the tail
             # publishes while this reads are queued again, so the hand-over is the same
             # as a new viewer's. (`frames` holds at most the kept terminal frame.)
-            async with contextlib.aclosing(_from_table(read_after, position, limit)) as rows:
-                async for frame in rows:
-                    yield frame
-                    if frame.terminal:
-                        return
+            async for frame in _table(read_after, position, limit):
+                yield frame
+            if position.ended:
+                return
         for frame in frames:
-            disposition = classify(position.last, frame.seq)
-            if disposition is Disposition.GAP:
-                async with contextlib.aclosing(_from_table(read_after, position, limit)) as rows:
-                    async for missing in rows:
-                        yield missing
-                        if missing.terminal:
-                            return
-                disposition = classify(position.last, frame.seq)
-                if disposition is Disposition.GAP:
+            if classify(position.last, frame.seq) is Disposition.GAP:
+                async for missing in _table(read_after, position, limit):
+                    yield missing
+                if position.ended:
+                    return
+                if classify(position.last, frame.seq) is Disposition.GAP:
                     raise StreamBroken(f"seq {position.last + 1} is not in the table")
-            if disposition is Disposition.DUPLICATE:
+            if classify(position.last, frame.seq) is Disposition.DUPLICATE:
                 if frame.terminal:
                     return  # the cursor was at or past the end: nothing more will come
                 continue
-            position.last = frame.seq
+            position.advance(frame)
             yield frame
-            if frame.terminal:
+            if position.ended:
                 return
