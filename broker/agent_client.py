@@ -26,41 +26,21 @@ from typing import Any
 
 import httpx
 
-from broker.errors import BrokerError
+from broker.errors import (
+    AgentConflict,
+    AgentRejected,
+    AgentStreamBroken,
+    AgentUnavailable,
+)
 from models.agent_api import RunRequest
 from models.ids import RunId
 
 __all__ = [
     "AgentClient",
-    "AgentConflict",
-    "AgentError",
-    "AgentRejected",
-    "AgentStreamBroken",
-    "AgentUnavailable",
 ]
 
 _SECRET_HEADER = "x-local-secret"
 _RETRYABLE_STATUSES = frozenset({429})
-
-
-class AgentError(BrokerError):
-    """The agent service could not be used as asked."""
-
-
-class AgentUnavailable(AgentError):
-    pass
-
-
-class AgentConflict(AgentError):
-    pass
-
-
-class AgentRejected(AgentError):
-    pass
-
-
-class AgentStreamBroken(AgentError):
-    pass
 
 
 class AgentClient:

@@ -6,11 +6,21 @@
     │   ├── UnknownKeyError    a row names a key the keyring does not hold
     │   └── DecryptionError    tampered ciphertext, or a value moved to another row
     ├── AuthError              no, malformed, forged or expired credentials
-    └── StoreError
-        ├── NotFound           no such row in the caller's workspace
-        ├── Conflict           e.g. a thread that already has a run streaming
-        ├── LeaseLost          a flush was fenced: another writer owns the run
-        └── DatabaseUnavailable  the driver could not reach PostgreSQL
+    ├── StoreError
+    │   ├── NotFound           no such row in the caller's workspace
+    │   ├── Conflict           e.g. a thread that already has a run streaming
+    │   └── DatabaseUnavailable  the driver could not reach PostgreSQL
+    ├── AgentError             the agent service could not be used as asked
+    │   ├── AgentUnavailable   refused, 5xx or timed out (retried with backoff)
+    │   ├── AgentConflict      the agent already runs this run id (re-attach instead)
+    │   ├── AgentRejected      a 4xx: the request itself is wrong, not retried
+    │   └── AgentStreamBroken  the stream failed after events began
+    └── IntegrationError       an integration could not answer; `code` is the contract's
+        ├── IntegrationUnavailable  its database cannot be reached
+        └── QueryError
+            ├── QueryRejected  a write, several statements, no privilege
+            ├── QueryTimeout   over the statement timeout
+            └── QueryFailed    PostgreSQL refused the query (syntax, unknown table...)
 
 Driver errors are translated where they enter (`raise ... from exc`), so no
 code above the store sees asyncpg or SQLAlchemy exceptions.
@@ -18,7 +28,14 @@ code above the store sees asyncpg or SQLAlchemy exceptions.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
+    "AgentConflict",
+    "AgentError",
+    "AgentRejected",
+    "AgentStreamBroken",
+    "AgentUnavailable",
     "AuthError",
     "BrokerError",
     "ConfigError",
@@ -26,8 +43,13 @@ __all__ = [
     "CryptoError",
     "DatabaseUnavailable",
     "DecryptionError",
-    "LeaseLost",
+    "IntegrationError",
+    "IntegrationUnavailable",
     "NotFound",
+    "QueryError",
+    "QueryFailed",
+    "QueryRejected",
+    "QueryTimeout",
     "StoreError",
     "UnknownKeyError",
 ]
@@ -69,9 +91,51 @@ class Conflict(StoreError):
     pass
 
 
-class LeaseLost(StoreError):
-    pass
-
-
 class DatabaseUnavailable(StoreError):
     pass
+
+
+class AgentError(BrokerError):
+    """The agent service could not be used as asked."""
+
+
+class AgentUnavailable(AgentError):
+    pass
+
+
+class AgentConflict(AgentError):
+    pass
+
+
+class AgentRejected(AgentError):
+    pass
+
+
+class AgentStreamBroken(AgentError):
+    pass
+
+
+class IntegrationError(BrokerError):
+    """An integration could not answer; `code` is the contract's error code."""
+
+    code: ClassVar[str] = "integration_error"
+
+
+class IntegrationUnavailable(IntegrationError):
+    code = "integration_unavailable"
+
+
+class QueryError(IntegrationError):
+    code = "query_failed"
+
+
+class QueryRejected(QueryError):
+    code = "query_rejected"
+
+
+class QueryTimeout(QueryError):
+    code = "query_timeout"
+
+
+class QueryFailed(QueryError):
+    code = "query_failed"

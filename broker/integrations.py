@@ -33,10 +33,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from broker.auth import Principal
-from broker.errors import AuthError, CryptoError, NotFound
+from broker.errors import AuthError, CryptoError, IntegrationError, NotFound, QueryRejected
 from broker.http import ApiError, authenticate, get_settings, get_store
 from broker.metrics import Metrics
-from broker.query_rules import IntegrationError, QueryRejected
 from broker.querying import run_query
 from broker.store import IntegrationRecord
 from models.ids import IntegrationId

@@ -38,16 +38,16 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from broker.agent_client import (
-    AgentClient,
+from broker.agent_client import AgentClient
+from broker.batching import Backoff
+from broker.errors import (
     AgentConflict,
     AgentError,
     AgentRejected,
     AgentStreamBroken,
     AgentUnavailable,
+    DatabaseUnavailable,
 )
-from broker.batching import Backoff
-from broker.errors import DatabaseUnavailable
 from broker.metrics import Metrics
 from broker.sse import ServerSentEvent, aiter_sse
 from broker.store import RunRecord, Store

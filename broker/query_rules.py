@@ -11,17 +11,10 @@ obvious write with a clear message without connecting, and to keep out the
 statements a read-only transaction still allows and an over-privileged DSN
 could abuse (`COPY ... TO PROGRAM`, `DO`, `CALL`, `SET`, `COMMIT`).
 
-Errors, under `BrokerError` (the tree of `broker/errors.py`):
-
-    BrokerError
-    └── IntegrationError             an integration could not answer
-        ├── IntegrationUnavailable   integration_unavailable: cannot connect
-        └── QueryError
-            ├── QueryRejected        query_rejected: not a single read
-            ├── QueryTimeout         query_timeout: over the statement timeout
-            └── QueryFailed          query_failed: syntax, unknown table, bad cast...
-
-Their messages are safe to show to the caller: they never carry credentials.
+Failures are the `IntegrationError` subtree of `broker/errors.py`, each with
+the contract's error code (`query_rejected`, `query_timeout`, `query_failed`,
+`integration_unavailable`). Their messages are safe to show to the caller:
+they never carry credentials.
 """
 
 from __future__ import annotations
@@ -34,20 +27,14 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from broker.errors import BrokerError
+from broker.errors import QueryRejected
 
 __all__ = [
     "READ_KEYWORDS",
-    "IntegrationError",
-    "IntegrationUnavailable",
     "JsonValue",
-    "QueryError",
-    "QueryFailed",
-    "QueryRejected",
     "QueryResult",
-    "QueryTimeout",
     "json_value",
     "leading_keyword",
     "screen_sql",
@@ -57,32 +44,6 @@ JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "Jso
 
 READ_KEYWORDS = frozenset({"select", "with", "values", "table", "explain", "show"})
 """The first words of the statements an integration query may be."""
-
-
-class IntegrationError(BrokerError):
-    """An integration could not answer; `code` is the contract's error code."""
-
-    code: ClassVar[str] = "integration_error"
-
-
-class IntegrationUnavailable(IntegrationError):
-    code = "integration_unavailable"
-
-
-class QueryError(IntegrationError):
-    code = "query_failed"
-
-
-class QueryRejected(QueryError):
-    code = "query_rejected"
-
-
-class QueryTimeout(QueryError):
-    code = "query_timeout"
-
-
-class QueryFailed(QueryError):
-    code = "query_failed"
 
 
 @dataclass(frozen=True, slots=True)

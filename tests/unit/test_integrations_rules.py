@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.query_rules import QueryRejected, QueryResult, json_value, leading_keyword, screen_sql
+from broker.errors import QueryRejected
+from broker.query_rules import QueryResult, json_value, leading_keyword, screen_sql
 
 
 @pytest.mark.parametrize(
