@@ -19,25 +19,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from broker.agent_client import AgentClient
-from broker.batching import Backoff
-from broker.database import create_engine
 from broker.errors import ConfigError
-from broker.http import (
+from broker.integrations.routes import router as integrations_router
+from broker.store.database import create_engine
+from broker.store.migrate import is_at_head
+from broker.store.postgres import Store
+from broker.web.http import (
     BodyLimitMiddleware,
     RequestIdMiddleware,
     error_response,
     install_error_handlers,
 )
-from broker.integrations import router as integrations_router
-from broker.metrics import Metrics
-from broker.migrate import is_at_head
-from broker.producer import Producers
-from broker.retention import Retention
-from broker.runs import router as runs_router
-from broker.settings import Settings
-from broker.store import Store
-from broker.streams import StreamManager
+from broker.web.metrics import Metrics
+from broker.web.settings import Settings
+from broker.write.agent_client import AgentClient
+from broker.write.batching import Backoff
+from broker.write.producer import Producers
+from broker.write.retention import Retention
+from broker.write.routes import router as runs_router
+from broker.write.streams import StreamManager
 from subscribe.hub import Hub
 from subscribe.routes import router as subscribe_router
 

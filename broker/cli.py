@@ -20,10 +20,10 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from broker.database import create_engine, embedded_postgres
-from broker.logs import configure_logging
-from broker.migrate import upgrade
-from broker.settings import Settings
+from broker.store.database import create_engine, embedded_postgres
+from broker.store.migrate import upgrade
+from broker.web.logs import configure_logging
+from broker.web.settings import Settings
 from models.ids import WorkspaceId
 
 __all__ = ["app", "main"]
@@ -76,7 +76,7 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 7 * 24 * 3600,
 ) -> None:
     """Print a bearer token for a member of a workspace."""
-    from broker.auth import mint_token
+    from broker.web.auth import mint_token
 
     with _database(_settings()) as settings:
         _migrate(settings)
@@ -86,7 +86,7 @@ def token(
 
 
 async def _ensure_workspace(settings: Settings, name: str) -> WorkspaceId:
-    from broker.store import Store
+    from broker.store.postgres import Store
 
     assert settings.database_url is not None
     engine = create_engine(settings.database_url, pool_size=1)
@@ -143,7 +143,7 @@ def up(
 ) -> None:
     """The whole system on one machine: database, migrations, agent service, broker."""
     from broker.app import create_app
-    from broker.auth import mint_token
+    from broker.web.auth import mint_token
 
     base = _settings()
     with _database(base) as settings:
@@ -170,8 +170,8 @@ def up(
 
 async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> WorkspaceId:
     """The default workspace, with the demo database as its `demo` integration."""
-    from broker.demo import ensure_demo_integration
-    from broker.store import Store
+    from broker.integrations.demo import ensure_demo_integration
+    from broker.store.postgres import Store
 
     assert settings.database_url is not None
     engine = create_engine(settings.database_url, pool_size=1)

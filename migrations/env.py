@@ -1,6 +1,6 @@
 """Alembic environment (async): the URL comes from the broker, never alembic.ini.
 
-`broker.migrate` passes either an open connection (`config.attributes
+`broker.store.migrate` passes either an open connection (`config.attributes
 ["connection"]`) or a URL (`sqlalchemy.url` set in code). Run by hand with
 `alembic upgrade head`, it reads `DATABASE_URL` through the broker Settings.
 """
@@ -43,7 +43,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from broker.settings import Settings
+    from broker.web.settings import Settings
 
     settings = Settings()
     if settings.database_url is None:

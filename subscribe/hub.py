@@ -30,9 +30,9 @@ from types import TracebackType
 
 import structlog
 
-from broker.metrics import Metrics
-from broker.settings import Settings
-from broker.store import Store, parse_notify_payload
+from broker.store.postgres import Store, parse_notify_payload
+from broker.web.metrics import Metrics
+from broker.web.settings import Settings
 from models.ids import RunId
 from subscribe.listener import Listener
 from subscribe.tail import Tail

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import structlog
 
 from broker.errors import DatabaseUnavailable
-from broker.store import Listening, Store
+from broker.store.postgres import Listening, Store
 
 __all__ = ["Listener"]
 

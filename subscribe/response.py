@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from broker.errors import DatabaseUnavailable
-from broker.http import error_response
+from broker.web.http import error_response
 from subscribe.errors import StreamBroken
 
 __all__ = ["RacingStreamResponse"]

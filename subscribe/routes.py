@@ -26,12 +26,12 @@ import structlog
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response
 
-from broker.auth import Principal
 from broker.errors import NotFound
-from broker.http import ApiError, authenticate, get_settings, get_store
-from broker.metrics import Metrics
-from broker.sse import encode_comment, encode_retry
-from broker.store import RunState, Store
+from broker.store.postgres import RunState, Store
+from broker.web.auth import Principal
+from broker.web.http import ApiError, authenticate, get_settings, get_store
+from broker.web.metrics import Metrics
+from broker.web.sse import encode_comment, encode_retry
 from models.events import StoredEvent
 from models.ids import RunId, ThreadId
 from subscribe.cursor import parse_cursor, resolve_cursor

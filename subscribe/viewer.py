@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from broker.sse import encode_event
+from broker.web.sse import encode_event
 from models.events import StoredEvent, is_terminal
 from models.ids import RunId
 from subscribe.errors import StreamBroken

@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.crypto import generate_key_spec
-from broker.database import create_engine
-from broker.settings import Settings
-from broker.store import Store
+from broker.store.crypto import generate_key_spec
+from broker.store.database import create_engine
+from broker.store.postgres import Store
+from broker.web.settings import Settings
 from tests.database import TestDatabases, test_server_url
 
 

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from broker.database import embedded_url
-from broker.migrate import upgrade
+from broker.store.database import embedded_url
+from broker.store.migrate import upgrade
 
 __all__ = ["TestDatabases", "test_server_url"]
 

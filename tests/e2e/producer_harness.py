@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from broker.app import create_app
-from broker.auth import mint_token
-from broker.batching import Backoff
-from broker.settings import Settings
-from broker.store import Store
-from broker.streams import Outcome
+from broker.store.postgres import Store
+from broker.web.auth import mint_token
+from broker.web.settings import Settings
+from broker.write.batching import Backoff
+from broker.write.streams import Outcome
 from models.events import StoredEvent
 from models.ids import RunId, WorkspaceId
 from tests.fakes.agent import FakeAgent

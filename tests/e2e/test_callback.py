@@ -23,10 +23,10 @@ from agents.callback import BrokerCallback
 from agents.errors import CallbackRejected
 from agents.settings import AgentSettings
 from broker.app import create_app
-from broker.demo import ensure_demo_integration
-from broker.settings import Settings
-from broker.sse import aiter_sse
-from broker.store import IntegrationRecord, Store
+from broker.integrations.demo import ensure_demo_integration
+from broker.store.postgres import IntegrationRecord, Store
+from broker.web.settings import Settings
+from broker.web.sse import aiter_sse
 from models.events import Complete, StreamEvent, Text, ToolResult, ToolUse, parse_event
 from tests.database import TestDatabases
 from tests.integration.test_integrations_demo import drop_demo

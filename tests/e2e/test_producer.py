@@ -6,8 +6,8 @@ import uuid
 
 import sqlalchemy as sa
 
-from broker.settings import Settings
-from broker.store import Store
+from broker.store.postgres import Store
+from broker.web.settings import Settings
 from models.events import ChatMessage
 from models.ids import ThreadId
 from tests.e2e.producer_harness import broker_and_agent

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.auth import mint_token
-from broker.settings import Settings
-from broker.store import Store
+from broker.store.postgres import Store
+from broker.web.auth import mint_token
+from broker.web.settings import Settings
 from models.ids import RunId, ThreadId
 from tests.e2e.producer_harness import Stack, broker_and_agent, row_counts
 from tests.fakes.agent import Gate, complete, text

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.settings import Settings
-from broker.store import Store
+from broker.store.postgres import Store
+from broker.web.settings import Settings
 from tests.e2e.producer_harness import Stack, broker_and_agent, unbound_url
 from tests.fakes.agent import DROP, Raw, Step, complete, error, event, text
 

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.auth import mint_token
-from broker.settings import Settings
-from broker.store import RunRecord, Store
+from broker.store.postgres import RunRecord, Store
+from broker.web.auth import mint_token
+from broker.web.settings import Settings
 from models.events import (
     ReasoningText,
     TextData,

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.settings import Settings
-from broker.sse import iter_sse
-from broker.store import RunRecord, Store
+from broker.store.postgres import RunRecord, Store
+from broker.web.settings import Settings
+from broker.web.sse import iter_sse
 from tests.e2e.test_subscribe_support import (
     append_texts,
     delete_raw_events,

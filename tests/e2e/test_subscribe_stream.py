@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.settings import Settings
-from broker.sse import iter_sse
-from broker.store import RunRecord, Store
+from broker.store.postgres import RunRecord, Store
+from broker.web.settings import Settings
+from broker.web.sse import iter_sse
 from models.ids import RunId
 from tests.e2e.test_subscribe_support import (
     append_texts,

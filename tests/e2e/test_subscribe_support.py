@@ -21,11 +21,11 @@ from fastapi import FastAPI
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID
 
 from broker.app import create_app
-from broker.auth import mint_token
-from broker.metrics import Metrics
-from broker.settings import Settings
-from broker.sse import ServerSentEvent, aiter_sse
-from broker.store import NOTIFY_CHANNEL, PendingEvent, RunRecord, Store
+from broker.store.postgres import NOTIFY_CHANNEL, PendingEvent, RunRecord, Store
+from broker.web.auth import mint_token
+from broker.web.metrics import Metrics
+from broker.web.settings import Settings
+from broker.web.sse import ServerSentEvent, aiter_sse
 from models.events import (
     TERMINAL_EVENT_TYPES,
     Cancelled,

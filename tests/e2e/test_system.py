@@ -19,11 +19,11 @@ import pytest
 from agents.app import create_app as create_agent_app
 from agents.settings import AgentSettings
 from broker.app import create_app
-from broker.auth import mint_token
-from broker.demo import ensure_demo_integration
-from broker.settings import Settings
-from broker.sse import aiter_sse
-from broker.store import Store
+from broker.integrations.demo import ensure_demo_integration
+from broker.store.postgres import Store
+from broker.web.auth import mint_token
+from broker.web.settings import Settings
+from broker.web.sse import aiter_sse
 from tests.database import TestDatabases
 from tests.integration.test_integrations_demo import drop_demo
 from tests.servers import serve

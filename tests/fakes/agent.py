@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from broker.sse import encode_event
+from broker.web.sse import encode_event
 
 __all__ = [
     "DROP",

@@ -8,10 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from broker.batching import Backoff
-from broker.metrics import Metrics
-from broker.store import Store
-from broker.streams import RunStream, StreamManager
+from broker.store.postgres import Store
+from broker.web.metrics import Metrics
+from broker.write.batching import Backoff
+from broker.write.streams import RunStream, StreamManager
 from models.events import StoredEvent, Text, TextData
 
 __all__ = ["WRITER", "counter", "manager", "open_runs", "run_row", "stored", "text"]

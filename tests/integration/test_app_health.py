@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from broker.app import create_app
-from broker.settings import Settings
+from broker.web.settings import Settings
 from tests.database import TestDatabases
 from tests.servers import serve
 

@@ -14,11 +14,11 @@ import structlog
 from structlog.testing import capture_logs
 
 from broker.app import create_app
-from broker.auth import mint_token
-from broker.crypto import Keyring, generate_key_spec
 from broker.errors import Conflict, DecryptionError, NotFound
-from broker.settings import Settings
-from broker.store import Store
+from broker.store.crypto import Keyring, generate_key_spec
+from broker.store.postgres import Store
+from broker.web.auth import mint_token
+from broker.web.settings import Settings
 from models.ids import IntegrationId, WorkspaceId, new_id
 from tests.servers import serve
 

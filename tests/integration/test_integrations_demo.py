@@ -10,10 +10,10 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from sqlalchemy.engine import make_url
 
-from broker.database import create_engine
-from broker.demo import demo_rows, ensure_demo_integration
-from broker.querying import asyncpg_dsn
-from broker.store import Store
+from broker.integrations.demo import demo_rows, ensure_demo_integration
+from broker.integrations.querying import asyncpg_dsn
+from broker.store.database import create_engine
+from broker.store.postgres import Store
 from tests.database import TestDatabases
 
 TABLES = ("customers", "products", "orders", "order_items", "events")

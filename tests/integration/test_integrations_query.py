@@ -17,10 +17,10 @@ from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
 from broker.app import create_app
-from broker.auth import mint_token
-from broker.demo import ensure_demo_integration
-from broker.settings import Settings
-from broker.store import IntegrationRecord, Store
+from broker.integrations.demo import ensure_demo_integration
+from broker.store.postgres import IntegrationRecord, Store
+from broker.web.auth import mint_token
+from broker.web.settings import Settings
 from models.ids import WorkspaceId
 from tests.database import TestDatabases
 from tests.integration.test_integrations_demo import TABLES, drop_demo, table_counts

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from broker.migrate import alembic_config, head_revision, is_at_head, upgrade
+from broker.store.migrate import alembic_config, head_revision, is_at_head, upgrade
 from models.tables import metadata
 from tests.database import TestDatabases
 

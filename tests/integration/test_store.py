@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from broker.crypto import Keyring, generate_key_spec
 from broker.errors import Conflict, DecryptionError, NotFound, UnknownKeyError
-from broker.store import PendingEvent, RunRecord, Store
+from broker.store.crypto import Keyring, generate_key_spec
+from broker.store.postgres import PendingEvent, RunRecord, Store
 from models.events import ChatMessage, Text, TextData
 from models.ids import RunId, ThreadId, WorkspaceId, new_id
 
@@ -163,7 +163,7 @@ async def test_append_notifies_run_and_last_seq_on_commit(store: Store, database
 
     import asyncpg
 
-    from broker.store import NOTIFY_CHANNEL, parse_notify_payload
+    from broker.store.postgres import NOTIFY_CHANNEL, parse_notify_payload
 
     run = await _run(store)
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")

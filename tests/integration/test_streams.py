@@ -12,7 +12,13 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
 from broker.errors import DatabaseUnavailable
-from broker.store import NOTIFY_CHANNEL, PendingEvent, RunFlush, Store, parse_notify_payload
+from broker.store.postgres import (
+    NOTIFY_CHANNEL,
+    PendingEvent,
+    RunFlush,
+    Store,
+    parse_notify_payload,
+)
 from models.events import (
     Cancelled,
     CancelledData,

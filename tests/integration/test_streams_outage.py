@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from broker.store import Store
+from broker.store.postgres import Store
 from models.events import Complete, CompleteData
 from tests.database import TestDatabases
 from tests.integration.streams_helpers import counter, manager, open_runs, run_row, stored, text

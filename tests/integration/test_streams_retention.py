@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from broker.retention import Retention, sweep_interval
-from broker.store import Store
+from broker.store.postgres import Store
+from broker.write.retention import Retention, sweep_interval
 from models.events import ChatMessage, Complete, CompleteData
 from tests.integration.streams_helpers import manager, open_runs, run_row, stored, text
 

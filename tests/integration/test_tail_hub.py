@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.metrics import Metrics
-from broker.store import RunRecord, Store
+from broker.store.postgres import RunRecord, Store
+from broker.web.metrics import Metrics
 from subscribe.hub import Hub
 from subscribe.viewer import Viewer
 from tests.e2e.test_subscribe_support import (

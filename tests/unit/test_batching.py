@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from broker.batching import Backoff, next_flush_at
+from broker.write.batching import Backoff, next_flush_at
 
 INTERVAL = 0.1
 

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from broker.crypto import Keyring, event_aad, generate_key_spec
 from broker.errors import ConfigError, DecryptionError, UnknownKeyError
+from broker.store.crypto import Keyring, event_aad, generate_key_spec
 
 
 def test_round_trip_with_random_nonce_per_value() -> None:

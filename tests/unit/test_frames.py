@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from broker.producer import interpret_frame
-from broker.sse import ServerSentEvent
-from broker.streams import ending_of
+from broker.web.sse import ServerSentEvent
+from broker.write.producer import interpret_frame
+from broker.write.streams import ending_of
 from models.agent_api import AgentIntegration, RunRequest
 from models.events import (
     Cancelled,

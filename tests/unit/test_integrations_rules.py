@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker.errors import QueryRejected
-from broker.query_rules import QueryResult, json_value, leading_keyword, screen_sql
+from broker.integrations.rules import QueryResult, json_value, leading_keyword, screen_sql
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def test_packages_import_only_what_the_design_allows() -> None:
 
 def test_the_import_check_notices_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("from broker.store import Store\nimport subscribe.tail\n")
+    bad.write_text("from broker.store.postgres import Store\nimport subscribe.tail\n")
     assert _local_imports(bad) == {"broker", "subscribe"}
 
 
@@ -73,7 +73,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def _known_env_names() -> set[str]:
     from agents.settings import AgentSettings
-    from broker.settings import Settings
+    from broker.web.settings import Settings
 
     names: set[str] = set()
     for model in (Settings, AgentSettings):

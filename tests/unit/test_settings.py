@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from broker.crypto import generate_key_spec
 from broker.errors import ConfigError
-from broker.settings import Settings
+from broker.store.crypto import generate_key_spec
+from broker.web.settings import Settings
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

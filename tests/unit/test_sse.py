@@ -1,4 +1,4 @@
-"""Unit tests for broker.sse: WHATWG SSE parsing rules, chunking independence, encoding."""
+"""Unit tests for broker.web.sse: WHATWG SSE parsing rules, chunking independence, encoding."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.sse import (
+from broker.web.sse import (
     ServerSentEvent,
     SSEParser,
     aiter_sse,

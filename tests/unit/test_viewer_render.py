@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from broker.store import RunRecord, RunState, StoredMessage
+from broker.store.postgres import RunRecord, RunState, StoredMessage
 from models.events import (
     Cancelled,
     CancelledData,

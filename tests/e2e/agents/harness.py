@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from agents.settings import AgentSettings
-from broker.sse import aiter_sse
+from broker.web.sse import aiter_sse
 from models.events import StreamEvent, parse_event
 
 SECRET = "agent-test-secret"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from agents.app import create_app
-from broker.sse import iter_sse
+from broker.web.sse import iter_sse
 from models.events import Complete, Text, ToolResult, ToolStream, ToolUse, parse_event
 from tests.e2e.agents.harness import (
     AUTH,

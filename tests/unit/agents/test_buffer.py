@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from agents.buffer import BUFFER_OVERFLOW, RunBuffer
-from broker.sse import SSEParser
+from broker.web.sse import SSEParser
 from models.events import (
     Cancelled,
     CancelledData,

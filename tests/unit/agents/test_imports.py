@@ -33,5 +33,5 @@ def test_agents_imports_only_models_of_the_project() -> None:
 
 def test_the_check_would_catch_a_broker_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("from broker.sse import SSEParser\nimport subscribe.tail\n")
+    bad.write_text("from broker.web.sse import SSEParser\nimport subscribe.tail\n")
     assert _imported_roots(bad) & PROJECT_PACKAGES == {"broker", "subscribe"}

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.sse import KEEPALIVE, encode_frame, parse_last_event_id
-from broker.sse import SSEParser
+from broker.web.sse import SSEParser
 from models.events import Text, TextData, ToolResult, ToolResultData, parse_event
 
 

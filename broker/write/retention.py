@@ -14,7 +14,7 @@ import contextlib
 
 import structlog
 
-from broker.store import Store
+from broker.store.postgres import Store
 
 __all__ = ["Retention", "sweep_interval"]
 

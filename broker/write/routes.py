@@ -18,12 +18,12 @@ import structlog
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from broker.auth import Principal
 from broker.errors import NotFound
-from broker.http import ApiError, authenticate, get_settings, get_store, request_id_of
-from broker.producer import Producers
-from broker.settings import Settings
-from broker.store import Store
+from broker.store.postgres import Store
+from broker.web.auth import Principal
+from broker.web.http import ApiError, authenticate, get_settings, get_store, request_id_of
+from broker.web.settings import Settings
+from broker.write.producer import Producers
 from models.events import ChatMessage
 from models.ids import ThreadId
 

@@ -1,7 +1,7 @@
 """The agent service's HTTP API (design 4.4) as the broker calls it: one narrow interface.
 
 Start a run's stream, re-attach to it after `Last-Event-ID`, cancel it. The
-body of a stream comes out as raw bytes for `broker.sse` to parse; httpx
+body of a stream comes out as raw bytes for `broker.web.sse` to parse; httpx
 stays in this module, and its errors are translated where they enter:
 
     AgentError (BrokerError)

@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 
 from broker.errors import IntegrationUnavailable, QueryFailed, QueryRejected, QueryTimeout
-from broker.query_rules import QueryResult, json_value, screen_sql
+from broker.integrations.rules import QueryResult, json_value, screen_sql
 
 __all__ = ["CLIENT_TIMEOUT_MARGIN_S", "asyncpg_dsn", "run_query"]
 

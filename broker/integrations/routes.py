@@ -32,12 +32,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
-from broker.auth import Principal
 from broker.errors import AuthError, CryptoError, IntegrationError, NotFound, QueryRejected
-from broker.http import ApiError, authenticate, get_settings, get_store
-from broker.metrics import Metrics
-from broker.querying import run_query
-from broker.store import IntegrationRecord
+from broker.integrations.querying import run_query
+from broker.store.postgres import IntegrationRecord
+from broker.web.auth import Principal
+from broker.web.http import ApiError, authenticate, get_settings, get_store
+from broker.web.metrics import Metrics
 from models.ids import IntegrationId
 
 __all__ = [

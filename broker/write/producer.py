@@ -2,7 +2,7 @@
 
 A producer builds the agent request (the thread's transcript before this
 run, the workspace's integrations), consumes the agent's stream with
-`broker.sse`, validates each frame against the event union and pushes it
+`broker.web.sse`, validates each frame against the event union and pushes it
 with the agent's SSE id into its `RunStream`. Whatever happens, the run ends
 with exactly one terminal event (invariant 2):
 
@@ -38,8 +38,6 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
-from broker.agent_client import AgentClient
-from broker.batching import Backoff
 from broker.errors import (
     AgentConflict,
     AgentError,
@@ -48,10 +46,12 @@ from broker.errors import (
     AgentUnavailable,
     DatabaseUnavailable,
 )
-from broker.metrics import Metrics
-from broker.sse import ServerSentEvent, aiter_sse
-from broker.store import RunRecord, Store
-from broker.streams import RunStream, StreamManager
+from broker.store.postgres import RunRecord, Store
+from broker.web.metrics import Metrics
+from broker.web.sse import ServerSentEvent, aiter_sse
+from broker.write.agent_client import AgentClient
+from broker.write.batching import Backoff
+from broker.write.streams import RunStream, StreamManager
 from models.agent_api import AgentIntegration, RunRequest
 from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal, parse_event_json
 from models.ids import RunId

@@ -19,8 +19,8 @@ import structlog
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from broker.crypto import Keyring, generate_key_spec
 from broker.errors import ConfigError
+from broker.store.crypto import Keyring, generate_key_spec
 
 __all__ = ["SECRET_NAMES", "Settings", "default_data_dir"]
 

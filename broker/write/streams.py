@@ -36,10 +36,10 @@ from typing import Literal
 
 import structlog
 
-from broker.batching import Backoff, next_flush_at
 from broker.errors import DatabaseUnavailable
-from broker.metrics import Metrics
-from broker.store import PendingEvent, RunEnding, RunFlush, Store
+from broker.store.postgres import PendingEvent, RunEnding, RunFlush, Store
+from broker.web.metrics import Metrics
+from broker.write.batching import Backoff, next_flush_at
 from models.events import Cancelled, Complete, ErrorData, ErrorEvent, StreamEvent, is_terminal
 from models.ids import RunId, ThreadId
 

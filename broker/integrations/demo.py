@@ -39,8 +39,8 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from broker.errors import Conflict
-from broker.querying import asyncpg_dsn
-from broker.store import IntegrationRecord, Store
+from broker.integrations.querying import asyncpg_dsn
+from broker.store.postgres import IntegrationRecord, Store
 from models.ids import WorkspaceId
 
 __all__ = [

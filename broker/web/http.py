@@ -20,10 +20,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.auth import COOKIE_NAME, Principal, verify_token
 from broker.errors import AuthError, Conflict, DatabaseUnavailable, NotFound
-from broker.settings import Settings
-from broker.store import Store
+from broker.store.postgres import Store
+from broker.web.auth import COOKIE_NAME, Principal, verify_token
+from broker.web.settings import Settings
 
 __all__ = [
     "ApiError",

@@ -26,8 +26,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID, in
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from broker.crypto import Keyring, event_aad
 from broker.errors import Conflict, DatabaseUnavailable, NotFound
+from broker.store.crypto import Keyring, event_aad
 from models.events import (
     ChatMessage,
     RunStarted,
