@@ -30,7 +30,8 @@ from types import TracebackType
 
 import structlog
 
-from broker.store.postgres import Store, parse_notify_payload
+from broker.store.notify import parse_notify
+from broker.store.postgres import Store
 from broker.web.metrics import Metrics
 from broker.web.settings import Settings
 from models.ids import RunId
@@ -238,7 +239,7 @@ class Hub:
 
     def _on_notify(self, payload: str) -> None:
         self._metrics.notifications.inc()
-        parsed = parse_notify_payload(payload)
+        parsed = parse_notify(payload)
         if parsed is None:
             log.warning("malformed_notification", payload=payload[:200])
             return

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import structlog
 
 from broker.errors import DatabaseUnavailable
-from broker.store.postgres import Listening, Store
+from broker.store.listening import Listening
+from broker.store.postgres import Store
 
 __all__ = ["Listener"]
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from broker.store.postgres import RunState
+from broker.store.records import RunState
 from models.events import StoredEvent
 from subscribe.schemas import RunOut
 

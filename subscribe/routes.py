@@ -27,7 +27,8 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response
 
 from broker.errors import NotFound
-from broker.store.postgres import RunState, Store
+from broker.store.postgres import Store
+from broker.store.records import RunState
 from broker.web.auth import Principal
 from broker.web.http import ApiError, authenticate, get_settings, get_store
 from broker.web.metrics import Metrics

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from broker.store.postgres import StoredMessage
+from broker.store.records import StoredMessage
 
 __all__ = ["MessageOut", "MessagesOut", "RunOut", "SubscribeRequest"]
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Sequence
 
-from broker.store.postgres import RunState, Store, StoredMessage
+from broker.store.postgres import Store
+from broker.store.records import RunState, StoredMessage
 from broker.web.metrics import Metrics
 from models.events import (
     Cancelled,

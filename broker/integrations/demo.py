@@ -40,7 +40,8 @@ from sqlalchemy.engine import make_url
 
 from broker.errors import Conflict
 from broker.integrations.querying import asyncpg_dsn
-from broker.store.postgres import IntegrationRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import IntegrationRecord
 from models.ids import WorkspaceId
 
 __all__ = [

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 
 from broker.errors import AuthError, CryptoError, IntegrationError, NotFound, QueryRejected
 from broker.integrations.querying import run_query
-from broker.store.postgres import IntegrationRecord
+from broker.store.records import IntegrationRecord
 from broker.web.auth import Principal
 from broker.web.http import ApiError, authenticate, get_settings, get_store
 from broker.web.metrics import Metrics

@@ -2,10 +2,8 @@
 
 Every value gets a fresh random 96-bit nonce and is stored as
 `nonce ‖ ciphertext ‖ tag` next to the id of the key that sealed it. The
-associated data binds a value to where it lives (`run_id:seq` for an event,
-`message:<id>`, `integration:<id>`), so a row copied into another run,
-position or record fails authentication instead of decrypting to a
-plausible lie. The first key of `BROKER_ENCRYPTION_KEYS` encrypts; all of
+associated data binds a value to where it lives; `broker.store.sealing` says
+what each value is bound to. The first key of `BROKER_ENCRYPTION_KEYS` encrypts; all of
 them decrypt, so keys rotate by prepending a new one, without rewriting rows.
 """
 
@@ -22,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from broker.errors import ConfigError, DecryptionError, UnknownKeyError
 
-__all__ = ["Keyring", "Sealed", "event_aad", "generate_key_spec"]
+__all__ = ["Keyring", "Sealed", "generate_key_spec"]
 
 _NONCE_BYTES = 12
 _KEY_BYTES = 32
@@ -92,11 +90,6 @@ class Keyring:
                 f"ciphertext failed authentication for {aad.decode(errors='replace')!r}"
                 " (tampered, or moved from another row)"
             ) from exc
-
-
-def event_aad(run_id: object, seq: int) -> bytes:
-    """The associated data of a stored event: `run_id:seq`."""
-    return f"{run_id}:{seq}".encode()
 
 
 def generate_key_spec(key_id: str = "k1") -> str:

@@ -1,9 +1,13 @@
-"""Every SQL statement of the broker, behind one class.
+"""The PostgreSQL adapter: every port of `broker.store.ports`, holding only SQL.
 
-Statements are SQLAlchemy Core, one method each with a one-line docstring;
-nothing else in the project talks SQL. Values are encrypted on the way in
-and decrypted on the way out, so callers only ever see typed, plaintext
-events and rows. Driver errors are translated to `broker.errors` here.
+Statements are SQLAlchemy Core (or the `unnest` texts of
+`broker.store.statements`), one method each with a one-line docstring;
+nothing else in the project talks SQL. Values are sealed on the way in and
+opened on the way out (`broker.store.sealing`), so callers only ever see
+typed, plaintext records (`broker.store.records`). Driver errors are
+translated to `broker.errors` where they enter (`broker.store.connection`).
+The transcript's and the integrations' statements live in
+`broker.store.messages` and `broker.store.integration_rows`.
 
 Writes of stream events are one round trip for any number of runs
 (`unnest` of parallel arrays), because the flush loop's cost must grow with
@@ -12,159 +16,34 @@ flushes, not with events.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID, insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.dialects.postgresql import insert
 
-from broker.errors import Conflict, DatabaseUnavailable, NotFound
-from broker.store.crypto import Keyring, event_aad
-from models.events import (
-    ChatMessage,
-    RunStarted,
-    RunStartedData,
-    StoredEvent,
-    StreamEvent,
-    parse_event,
+from broker.errors import NotFound
+from broker.store.integration_rows import IntegrationQueries
+from broker.store.listening import Listening, listen
+from broker.store.messages import MessageQueries
+from broker.store.notify import notify_payloads
+from broker.store.records import (
+    PendingEvent,
+    RunFlush,
+    RunRecord,
+    RunState,
+    ThreadRecord,
 )
-from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId, new_id
-from models.tables import Integration, Message, RawStreamEvent, Run, Thread, Workspace
+from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY, READ_EVENTS_MANY
+from broker.store.statements import events as _events
+from broker.store.statements import runs as _runs
+from broker.store.statements import threads as _threads
+from broker.store.statements import workspaces as _workspaces
+from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
+from models.ids import RunId, ThreadId, WorkspaceId, new_id
 
-__all__ = [
-    "NOTIFY_CHANNEL",
-    "IntegrationRecord",
-    "Listening",
-    "PendingEvent",
-    "RunEnding",
-    "RunFlush",
-    "RunRecord",
-    "RunState",
-    "Store",
-    "StoredMessage",
-    "ThreadRecord",
-    "decode_event",
-    "encode_event",
-    "integration_aad",
-    "message_aad",
-    "notify_payloads",
-    "parse_notify_payload",
-]
-
-_runs = cast(sa.Table, Run.__table__)
-_threads = cast(sa.Table, Thread.__table__)
-_workspaces = cast(sa.Table, Workspace.__table__)
-_events = cast(sa.Table, RawStreamEvent.__table__)
-_messages = cast(sa.Table, Message.__table__)
-_integrations = cast(sa.Table, Integration.__table__)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingEvent:
-    """An event on its way into `raw_stream_events`."""
-
-    run_id: RunId
-    seq: int
-    event: StreamEvent
-    ts: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadRecord:
-    thread_id: ThreadId
-    workspace_id: WorkspaceId
-    title: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    run_id: RunId
-    thread_id: ThreadId
-    workspace_id: WorkspaceId
-    status: str
-    last_seq: int
-    created_at: datetime
-    finished_at: datetime | None
-    error: str | None
-    error_type: str | None
-    agent_cursor: str | None
-    writer_id: str | None
-    abort_requested_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A message of a thread's persisted transcript, decrypted."""
-
-    message_id: uuid.UUID
-    run_id: RunId | None
-    position: int
-    message: ChatMessage
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class IntegrationRecord:
-    """An integration of a workspace, without its credentials."""
-
-    integration_id: IntegrationId
-    workspace_id: WorkspaceId
-    kind: str
-    name: str
-    created_at: datetime
-
-
-_INTEGRATION_COLUMNS: list[sa.ColumnElement[Any]] = [
-    _integrations.c.id,
-    _integrations.c.workspace_id,
-    _integrations.c.kind,
-    _integrations.c.name,
-    _integrations.c.created_at,
-]
-"""What an integration is, without its credentials: the columns every reader selects."""
-
-
-def integration_aad(integration_id: uuid.UUID) -> bytes:
-    """The associated data of an integration's credentials: `integration:<id>`."""
-    return f"integration:{integration_id}".encode()
-
-
-def _integration_record(row: sa.Row[Any]) -> IntegrationRecord:
-    return IntegrationRecord(
-        integration_id=IntegrationId(row.id),
-        workspace_id=WorkspaceId(row.workspace_id),
-        kind=row.kind,
-        name=row.name,
-        created_at=row.created_at,
-    )
-
-
-def message_aad(message_id: uuid.UUID) -> bytes:
-    """The associated data of a transcript message: `message:<id>`."""
-    return f"message:{message_id}".encode()
-
-
-def encode_event(event: StreamEvent, ts: datetime) -> bytes:
-    """The plaintext of a stored event: its JSON with the broker's receive time."""
-    body = event.model_dump(mode="json")
-    body["ts"] = ts.isoformat()
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def decode_event(seq: int, plaintext: bytes) -> StoredEvent:
-    """The inverse of `encode_event`, addressed by `seq`."""
-    body = json.loads(plaintext)
-    ts = datetime.fromisoformat(body.pop("ts"))
-    return StoredEvent(seq=seq, ts=ts, event=parse_event(body))
+__all__ = ["Store"]
 
 
 def _run_record(row: sa.Row[Any]) -> RunRecord:
@@ -178,241 +57,14 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
         finished_at=row.finished_at,
         error=row.error,
         error_type=row.error_type,
-        agent_cursor=row.agent_cursor,
+        agent_event_id=row.agent_cursor,
         writer_id=row.writer_id,
         abort_requested_at=row.abort_requested_at,
     )
 
 
-_INSERT_EVENTS = sa.text(
-    "INSERT INTO raw_stream_events (run_id, seq, key_id, payload) "
-    "SELECT * FROM unnest(:run_ids, :seqs, :key_ids, :payloads) "
-    "ON CONFLICT (run_id, seq) DO NOTHING"
-).bindparams(
-    sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
-    sa.bindparam("seqs", type_=ARRAY(INTEGER)),
-    sa.bindparam("key_ids", type_=ARRAY(TEXT)),
-    sa.bindparam("payloads", type_=ARRAY(BYTEA)),
-)
-
-
-NOTIFY_CHANNEL = "raw_stream_events"
-"""The LISTEN/NOTIFY channel of flushed events; the payload is `run_id:last_seq`."""
-
-_NOTIFY = sa.text(
-    "SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload"
-).bindparams(sa.bindparam("payloads", type_=ARRAY(TEXT)), channel=NOTIFY_CHANNEL)
-
-
-def notify_payloads(events: Sequence[PendingEvent]) -> list[str]:
-    """One `run_id:last_seq` wake-up per run in a batch."""
-    heads: dict[uuid.UUID, int] = {}
-    for item in events:
-        heads[item.run_id] = max(item.seq, heads.get(item.run_id, 0))
-    return [f"{run_id}:{seq}" for run_id, seq in heads.items()]
-
-
-def parse_notify_payload(payload: str) -> tuple[RunId, int] | None:
-    """`run_id:last_seq` back to its parts; None for anything malformed."""
-    run_id, _, seq = payload.partition(":")
-    try:
-        return RunId(uuid.UUID(run_id)), int(seq)
-    except ValueError:
-        return None
-
-
-# --- write side: the fenced flush, lease hand-over and retention ---------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunEnding:
-    """How a run ended, from its terminal event: written with the flush that stores it."""
-
-    status: str
-    error: str | None = None
-    error_type: str | None = None
-    aborted_by: str | None = None
-    messages: tuple[ChatMessage, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class RunFlush:
-    """One run's part of a flush: its new head (0: lease renewal only), cursor and ending."""
-
-    run_id: RunId
-    thread_id: ThreadId
-    last_seq: int
-    cursor: str | None = None
-    ending: RunEnding | None = None
-
-
-# One round trip for any number of runs: fence and renew the leases (the runs this
-# writer still owns come back), insert only those runs' events, finish the runs
-# whose terminal event is in the batch, and NOTIFY each run that got events. Every
-# sub-statement sees the same snapshot; `fenced`'s RETURNING is how the insert
-# learns which runs passed the fence.
-_FLUSH = sa.text(
-    """
-WITH batch AS (
-    SELECT * FROM unnest(
-        :run_ids, :last_seqs, :cursors, :statuses, :errors, :error_types, :aborted_bys
-    ) AS b(id, last_seq, cursor, status, error, error_type, aborted_by)
-),
-fenced AS (
-    UPDATE runs SET
-        last_seq = greatest(runs.last_seq, b.last_seq),
-        agent_cursor = coalesce(b.cursor, runs.agent_cursor),
-        status = coalesce(b.status, runs.status),
-        finished_at = CASE WHEN b.status IS NULL THEN runs.finished_at ELSE now() END,
-        error = coalesce(b.error, runs.error),
-        error_type = coalesce(b.error_type, runs.error_type),
-        aborted_by = coalesce(runs.aborted_by, b.aborted_by),
-        writer_id = CASE WHEN b.status IS NULL THEN runs.writer_id END,
-        lease_expires_at = CASE
-            WHEN b.status IS NULL THEN now() + make_interval(secs => :lease_s)
-        END
-    FROM batch AS b
-    WHERE runs.id = b.id AND runs.writer_id = :writer_id AND runs.status = 'streaming'
-    RETURNING runs.id, runs.last_seq, b.last_seq > 0 AS wrote
-),
-inserted AS (
-    INSERT INTO raw_stream_events (run_id, seq, key_id, payload)
-    SELECT e.run_id, e.seq, e.key_id, e.payload
-    FROM unnest(:event_run_ids, :seqs, :key_ids, :payloads) AS e(run_id, seq, key_id, payload)
-    WHERE e.run_id IN (SELECT id FROM fenced)
-    ON CONFLICT (run_id, seq) DO NOTHING
-)
-SELECT id, CASE WHEN wrote THEN pg_notify(:channel, id::text || ':' || last_seq) END AS notified
-FROM fenced
-"""
-).bindparams(
-    sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
-    sa.bindparam("last_seqs", type_=ARRAY(INTEGER)),
-    sa.bindparam("cursors", type_=ARRAY(TEXT)),
-    sa.bindparam("statuses", type_=ARRAY(TEXT)),
-    sa.bindparam("errors", type_=ARRAY(TEXT)),
-    sa.bindparam("error_types", type_=ARRAY(TEXT)),
-    sa.bindparam("aborted_bys", type_=ARRAY(TEXT)),
-    sa.bindparam("lease_s", type_=sa.Float),
-    sa.bindparam("event_run_ids", type_=ARRAY(UUID(as_uuid=True))),
-    sa.bindparam("seqs", type_=ARRAY(INTEGER)),
-    sa.bindparam("key_ids", type_=ARRAY(TEXT)),
-    sa.bindparam("payloads", type_=ARRAY(BYTEA)),
-    channel=NOTIFY_CHANNEL,
-)
-
-
-# --- read side: run state, batched tail reads, the LISTEN connection -----------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """A run as a viewer needs it: its record, its head and who cancelled it."""
-
-    record: RunRecord
-    head: int
-    """The highest seq the run has: `runs.last_seq`, or the table's if that is ahead."""
-    aborted_by: str | None
-
-
-# One statement for any number of tailed runs: each run's next rows by the primary
-# key, so a sweep of a thousand idle runs costs about one index probe each.
-_READ_EVENTS_MANY = sa.text(
-    "SELECT x.run_id, e.seq, e.key_id, e.payload "
-    "FROM unnest(:run_ids, :afters) AS x(run_id, after) "
-    "CROSS JOIN LATERAL ("
-    "  SELECT seq, key_id, payload FROM raw_stream_events"
-    "  WHERE run_id = x.run_id AND seq > x.after ORDER BY seq LIMIT :limit"
-    ") AS e"
-).bindparams(
-    sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
-    sa.bindparam("afters", type_=ARRAY(INTEGER)),
-    sa.bindparam("limit", type_=INTEGER),
-)
-
-# Errors of a direct asyncpg connection, translated to `DatabaseUnavailable`.
-_LISTEN_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-_PING_TIMEOUT_S = 5.0
-
-
-class Listening:
-    """A dedicated asyncpg connection LISTENing on `NOTIFY_CHANNEL`, outside the pool.
-
-    Outside the pool because it is held for the life of the process, and a pooled
-    connection handed back with a listener attached would keep calling it.
-    """
-
-    def __init__(self, connection: Any) -> None:
-        self._connection = connection
-
-    @property
-    def backend_pid(self) -> int:
-        """The server process of this connection (what `pg_terminate_backend` takes)."""
-        pid: int = self._connection.get_server_pid()
-        return pid
-
-    def is_closed(self) -> bool:
-        closed: bool = self._connection.is_closed()
-        return closed
-
-    async def ping(self) -> None:
-        """One round trip, or `DatabaseUnavailable`: proves a quiet connection is alive."""
-        try:
-            await self._connection.execute("SELECT 1", timeout=_PING_TIMEOUT_S)
-        except _LISTEN_ERRORS as exc:
-            raise DatabaseUnavailable(f"LISTEN connection: {exc}") from exc
-
-    async def close(self) -> None:
-        """Close the connection (at once if the server already went away)."""
-        try:
-            await self._connection.close(timeout=2)
-        except _LISTEN_ERRORS:
-            self._connection.terminate()
-
-
-class Store:
-    """The broker's database: typed, decrypted, one method per statement."""
-
-    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
-        self.engine = engine
-        self.keyring = keyring
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction; driver errors come out as `broker.errors`."""
-        try:
-            async with self.engine.begin() as conn:
-                yield conn
-        except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable(str(exc)) from exc
-            raise
-
-    # --- encryption of event rows -------------------------------------------------
-
-    def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:
-        """The parallel arrays of an `unnest` insert, payloads encrypted."""
-        run_ids: list[uuid.UUID] = []
-        seqs: list[int] = []
-        key_ids: list[str] = []
-        payloads: list[bytes] = []
-        for item in events:
-            sealed = self.keyring.encrypt(
-                encode_event(item.event, item.ts), event_aad(item.run_id, item.seq)
-            )
-            run_ids.append(item.run_id)
-            seqs.append(item.seq)
-            key_ids.append(sealed.key_id)
-            payloads.append(sealed.blob)
-        return {"run_ids": run_ids, "seqs": seqs, "key_ids": key_ids, "payloads": payloads}
-
-    def open_event(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> StoredEvent:
-        """Decrypt and validate one stored row."""
-        return decode_event(seq, self.keyring.decrypt(key_id, payload, event_aad(run_id, seq)))
+class Store(MessageQueries, IntegrationQueries):
+    """The PostgreSQL adapter: every port of `broker.store.ports`, one method per statement."""
 
     # --- workspaces and threads ---------------------------------------------------
 
@@ -494,7 +146,7 @@ class Store:
         arrays = self.seal_events([PendingEvent(run_id, 1, started, now)])
         async with self.transaction() as conn:
             row = (await conn.execute(insert_run)).one()
-            await conn.execute(_INSERT_EVENTS, arrays)
+            await conn.execute(INSERT_EVENTS, arrays)
             if message is not None:
                 await self.insert_messages(conn, thread.thread_id, run_id, [message])
         return _run_record(row)
@@ -518,8 +170,11 @@ class Store:
         """
         if events:
             async with self.transaction() as conn:
-                await conn.execute(_INSERT_EVENTS, self.seal_events(events))
-                await conn.execute(_NOTIFY, {"payloads": notify_payloads(events)})
+                await conn.execute(INSERT_EVENTS, self.seal_events(events))
+                await conn.execute(
+                    NOTIFY,
+                    {"payloads": notify_payloads((e.run_id, e.seq) for e in events)},
+                )
 
     async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
         """The run's events with `seq > after`, in order, at most `limit`."""
@@ -554,7 +209,7 @@ class Store:
         params: dict[str, Any] = {
             "run_ids": [r.run_id for r in runs],
             "last_seqs": [r.last_seq for r in runs],
-            "cursors": [r.cursor for r in runs],
+            "cursors": [r.agent_event_id for r in runs],
             "statuses": [r.ending.status if r.ending else None for r in runs],
             "errors": [r.ending.error if r.ending else None for r in runs],
             "error_types": [r.ending.error_type if r.ending else None for r in runs],
@@ -567,7 +222,7 @@ class Store:
             "payloads": sealed["payloads"],
         }
         async with self.transaction() as conn:
-            accepted = {RunId(row.id) for row in await conn.execute(_FLUSH, params)}
+            accepted = {RunId(row.id) for row in await conn.execute(FLUSH, params)}
             for run in runs:
                 if run.ending and run.ending.messages and run.run_id in accepted:
                     await self.insert_messages(conn, run.thread_id, run.run_id, run.ending.messages)
@@ -604,130 +259,6 @@ class Store:
             result = await conn.execute(stmt)
         return int(result.rowcount)
 
-    # --- messages (the persisted transcript) -----------------------------------------
-
-    async def insert_messages(
-        self,
-        conn: AsyncConnection,
-        thread_id: ThreadId,
-        run_id: RunId | None,
-        messages: Sequence[ChatMessage],
-    ) -> list[StoredMessage]:
-        """Append messages (encrypted) to a thread, inside the caller's transaction."""
-        if not messages:
-            return []
-        start = (
-            await conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(_messages.c.position), 0)).where(
-                    _messages.c.thread_id == thread_id
-                )
-            )
-        ).scalar_one()
-        rows: list[dict[str, Any]] = []
-        stored: list[StoredMessage] = []
-        now = datetime.now(UTC)
-        for offset, message in enumerate(messages, start=1):
-            message_id = new_id()
-            sealed = self.keyring.encrypt(message.content.encode(), message_aad(message_id))
-            rows.append(
-                {
-                    "id": message_id,
-                    "thread_id": thread_id,
-                    "run_id": run_id,
-                    "position": start + offset,
-                    "role": message.role,
-                    "key_id": sealed.key_id,
-                    "content": sealed.blob,
-                }
-            )
-            stored.append(StoredMessage(message_id, run_id, start + offset, message, now))
-        await conn.execute(_messages.insert(), rows)
-        return stored
-
-    async def list_messages(
-        self, thread_id: ThreadId, *, run_id: RunId | None = None
-    ) -> list[StoredMessage]:
-        """A thread's transcript in order (only one run's messages, if given), decrypted."""
-        stmt = sa.select(_messages).where(_messages.c.thread_id == thread_id).order_by("position")
-        if run_id is not None:
-            stmt = stmt.where(_messages.c.run_id == run_id)
-        async with self.transaction() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [
-            StoredMessage(
-                message_id=row.id,
-                run_id=RunId(row.run_id) if row.run_id is not None else None,
-                position=row.position,
-                message=ChatMessage(
-                    role=row.role,
-                    content=self.keyring.decrypt(
-                        row.key_id, row.content, message_aad(row.id)
-                    ).decode(),
-                ),
-                created_at=row.created_at,
-            )
-            for row in rows
-        ]
-
-    # --- integrations -----------------------------------------------------------------
-
-    async def list_integrations(self, workspace_id: WorkspaceId) -> list[IntegrationRecord]:
-        """The workspace's integrations by name, never their credentials."""
-        stmt = (
-            sa.select(*_INTEGRATION_COLUMNS)
-            .where(_integrations.c.workspace_id == workspace_id)
-            .order_by(_integrations.c.name)
-        )
-        async with self.transaction() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [_integration_record(row) for row in rows]
-
-    async def create_integration(
-        self, workspace_id: WorkspaceId, kind: str, name: str, credentials: dict[str, Any]
-    ) -> IntegrationRecord:
-        """Insert an integration, its credentials sealed; `Conflict` if the name is taken."""
-        integration_id = IntegrationId(new_id())
-        sealed = self.keyring.encrypt(
-            json.dumps(credentials, separators=(",", ":")).encode(),
-            integration_aad(integration_id),
-        )
-        stmt = (
-            insert(_integrations)
-            .values(
-                id=integration_id,
-                workspace_id=workspace_id,
-                kind=kind,
-                name=name,
-                key_id=sealed.key_id,
-                credentials=sealed.blob,
-            )
-            .on_conflict_do_nothing(index_elements=["workspace_id", "name"])
-            .returning(*_INTEGRATION_COLUMNS)
-        )
-        async with self.transaction() as conn:
-            row = (await conn.execute(stmt)).one_or_none()
-        if row is None:
-            # DO NOTHING rather than catching the IntegrityError: a taken name is an
-            # expected answer, and the driver's message would quote the whole key.
-            raise Conflict(f"an integration named {name!r} already exists in this workspace")
-        return _integration_record(row)
-
-    async def integration_credentials(
-        self, integration_id: IntegrationId
-    ) -> tuple[IntegrationRecord, dict[str, Any]]:
-        """An integration with its decrypted credentials (for the callback), or `NotFound`."""
-        sealed = [_integrations.c.key_id, _integrations.c.credentials]
-        stmt = sa.select(*_INTEGRATION_COLUMNS, *sealed).where(_integrations.c.id == integration_id)
-        async with self.transaction() as conn:
-            row = (await conn.execute(stmt)).one_or_none()
-        if row is None:
-            raise NotFound(f"integration {integration_id} not found")
-        plaintext = self.keyring.decrypt(
-            row.key_id, row.credentials, integration_aad(integration_id)
-        )
-        credentials: dict[str, Any] = json.loads(plaintext)
-        return _integration_record(row), credentials
-
     # --- read side --------------------------------------------------------------------
 
     async def get_run_state(self, workspace_id: WorkspaceId, run_id: RunId) -> RunState:
@@ -759,7 +290,7 @@ class Store:
             "limit": limit_per_run,
         }
         async with self.transaction() as conn:
-            rows = (await conn.execute(_READ_EVENTS_MANY, params)).all()
+            rows = (await conn.execute(READ_EVENTS_MANY, params)).all()
         found: dict[RunId, list[StoredEvent]] = {}
         for row in rows:
             event = self.open_event(row.run_id, row.seq, row.key_id, row.payload)
@@ -771,19 +302,5 @@ class Store:
     async def listen(
         self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
     ) -> Listening:
-        """Open a connection that LISTENs on `NOTIFY_CHANNEL`; `on_lost` fires when it drops."""
-        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
-        try:
-            connection = await asyncpg.connect(*args, **kwargs)
-        except _LISTEN_ERRORS as exc:
-            raise DatabaseUnavailable(f"LISTEN connection: {exc}") from exc
-        listening = Listening(connection)
-        connection.add_termination_listener(lambda _connection: on_lost())
-        try:
-            await connection.add_listener(
-                NOTIFY_CHANNEL, lambda _connection, _pid, _channel, payload: on_payload(payload)
-            )
-        except _LISTEN_ERRORS as exc:
-            await listening.close()
-            raise DatabaseUnavailable(f"LISTEN {NOTIFY_CHANNEL}: {exc}") from exc
-        return listening
+        """Open a connection that LISTENs for wake-ups; `on_lost` fires when it drops."""
+        return await listen(self.engine, on_payload, on_lost)

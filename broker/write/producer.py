@@ -46,7 +46,8 @@ from broker.errors import (
     AgentUnavailable,
     DatabaseUnavailable,
 )
-from broker.store.postgres import RunRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import RunRecord
 from broker.web.metrics import Metrics
 from broker.web.sse import ServerSentEvent, aiter_sse
 from broker.write.agent_client import AgentClient

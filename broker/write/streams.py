@@ -21,7 +21,8 @@ writes every run's pending events in one fenced transaction
   the run, releases its lease and, for `complete`, inserts the final messages.
 
 Shutdown (`close`) stops the loop, flushes what is left (a few tries) and
-releases the leases of runs still streaming, `agent_cursor` exact for a re-attach.
+releases the leases of runs still streaming, the agent's event id
+(column `runs.agent_cursor`) exact for a re-attach.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from typing import Literal
 import structlog
 
 from broker.errors import DatabaseUnavailable
-from broker.store.postgres import PendingEvent, RunEnding, RunFlush, Store
+from broker.store.postgres import Store
+from broker.store.records import PendingEvent, RunEnding, RunFlush
 from broker.web.metrics import Metrics
 from broker.write.batching import Backoff, next_flush_at
 from models.events import Cancelled, Complete, ErrorData, ErrorEvent, StreamEvent, is_terminal
@@ -77,7 +79,7 @@ class _Pending:
     """A run's events waiting for the next flush, and the agent id of the newest."""
 
     events: list[PendingEvent] = field(default_factory=list)
-    cursor: str | None = None
+    agent_event_id: str | None = None
 
 
 class RunStream:
@@ -233,7 +235,7 @@ class StreamManager:
         pending = self._pending.setdefault(stream.run_id, _Pending())
         pending.events.append(PendingEvent(stream.run_id, seq, event, datetime.now(UTC)))
         if agent_id is not None:
-            pending.cursor = agent_id
+            pending.agent_event_id = agent_id
         stream.unflushed += 1
         self._unflushed_total += 1
         self._metrics.buffered_events.set(self._unflushed_total)
@@ -339,7 +341,11 @@ class StreamManager:
         stream = self._streams[run_id]
         last = pending.events[-1]
         return RunFlush(
-            run_id, stream.thread_id, last.seq, cursor=pending.cursor, ending=ending_of(last.event)
+            run_id,
+            stream.thread_id,
+            last.seq,
+            agent_event_id=pending.agent_event_id,
+            ending=ending_of(last.event),
         )
 
     def _restore(self, batch: dict[RunId, _Pending]) -> None:
@@ -348,7 +354,7 @@ class StreamManager:
             failed = batch.get(run_id)
             if failed is not None:
                 failed.events.extend(newer.events)
-                failed.cursor = newer.cursor or failed.cursor
+                failed.agent_event_id = newer.agent_event_id or failed.agent_event_id
         self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
 
     def _account_stored(self, stream: RunStream, count: int) -> None:

@@ -24,7 +24,8 @@ from agents.errors import CallbackRejected
 from agents.settings import AgentSettings
 from broker.app import create_app
 from broker.integrations.demo import ensure_demo_integration
-from broker.store.postgres import IntegrationRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import IntegrationRecord
 from broker.web.settings import Settings
 from broker.web.sse import aiter_sse
 from models.events import Complete, StreamEvent, Text, ToolResult, ToolUse, parse_event

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.store.postgres import RunRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import RunRecord
 from broker.web.auth import mint_token
 from broker.web.settings import Settings
 from models.events import (

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.store.postgres import RunRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import RunRecord
 from broker.web.settings import Settings
 from broker.web.sse import iter_sse
 from tests.e2e.test_subscribe_support import (

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.store.postgres import RunRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import RunRecord
 from broker.web.settings import Settings
 from broker.web.sse import iter_sse
 from models.ids import RunId

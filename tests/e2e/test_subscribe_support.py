@@ -21,7 +21,9 @@ from fastapi import FastAPI
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID
 
 from broker.app import create_app
-from broker.store.postgres import NOTIFY_CHANNEL, PendingEvent, RunRecord, Store
+from broker.store.notify import NOTIFY_CHANNEL
+from broker.store.postgres import Store
+from broker.store.records import PendingEvent, RunRecord
 from broker.web.auth import mint_token
 from broker.web.metrics import Metrics
 from broker.web.settings import Settings

@@ -18,7 +18,8 @@ from structlog.testing import capture_logs
 
 from broker.app import create_app
 from broker.integrations.demo import ensure_demo_integration
-from broker.store.postgres import IntegrationRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import IntegrationRecord
 from broker.web.auth import mint_token
 from broker.web.settings import Settings
 from models.ids import WorkspaceId

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from broker.errors import Conflict, DecryptionError, NotFound, UnknownKeyError
 from broker.store.crypto import Keyring, generate_key_spec
-from broker.store.postgres import PendingEvent, RunRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import PendingEvent, RunRecord
 from models.events import ChatMessage, Text, TextData
 from models.ids import RunId, ThreadId, WorkspaceId, new_id
 
@@ -163,7 +164,7 @@ async def test_append_notifies_run_and_last_seq_on_commit(store: Store, database
 
     import asyncpg
 
-    from broker.store.postgres import NOTIFY_CHANNEL, parse_notify_payload
+    from broker.store.notify import NOTIFY_CHANNEL, parse_notify
 
     run = await _run(store)
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
@@ -173,7 +174,7 @@ async def test_append_notifies_run_and_last_seq_on_commit(store: Store, database
     try:
         await store.append_events(_texts(run.run_id, 2, 3))
         payload = await asyncio.wait_for(received.get(), timeout=5)
-        assert parse_notify_payload(payload) == (run.run_id, 4)
-        assert parse_notify_payload("garbage") is None
+        assert parse_notify(payload) == (run.run_id, 4)
+        assert parse_notify("garbage") is None
     finally:
         await listener.close()

@@ -12,13 +12,9 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
 from broker.errors import DatabaseUnavailable
-from broker.store.postgres import (
-    NOTIFY_CHANNEL,
-    PendingEvent,
-    RunFlush,
-    Store,
-    parse_notify_payload,
-)
+from broker.store.notify import NOTIFY_CHANNEL, parse_notify
+from broker.store.postgres import Store
+from broker.store.records import PendingEvent, RunFlush
 from models.events import (
     Cancelled,
     CancelledData,
@@ -254,7 +250,7 @@ async def test_flush_notifies_each_run_that_got_events_with_its_new_head(
         async with manager(store, interval_s=1.0) as streams:
             a, idle = await open_runs(store, streams, 2)
             a.push(text("x"))
-            assert parse_notify_payload(await asyncio.wait_for(received.get(), 5)) == (
+            assert parse_notify(await asyncio.wait_for(received.get(), 5)) == (
                 a.run_id,
                 2,
             )
@@ -272,7 +268,10 @@ async def test_flush_of_a_run_owned_by_another_writer_writes_nothing(store: Stor
         (run,) = await open_runs(store, streams)
         pending = [PendingEvent(run.run_id, 2, text("x"), datetime.now(UTC))]
         accepted = await store.flush_runs(
-            "someone-else", 10, [RunFlush(run.run_id, run.thread_id, 2, cursor="9")], pending
+            "someone-else",
+            10,
+            [RunFlush(run.run_id, run.thread_id, 2, agent_event_id="9")],
+            pending,
         )
         assert accepted == set()
     assert [e.seq for e in await stored(store, run)] == [1]

@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.store.postgres import RunRecord, Store
+from broker.store.postgres import Store
+from broker.store.records import RunRecord
 from broker.web.metrics import Metrics
 from subscribe.hub import Hub
 from subscribe.viewer import Viewer

@@ -7,7 +7,8 @@ import base64
 import pytest
 
 from broker.errors import ConfigError, DecryptionError, UnknownKeyError
-from broker.store.crypto import Keyring, event_aad, generate_key_spec
+from broker.store.crypto import Keyring, generate_key_spec
+from broker.store.sealing import event_aad
 
 
 def test_round_trip_with_random_nonce_per_value() -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-from broker.store.postgres import RunRecord, RunState, StoredMessage
+from broker.store.records import RunRecord, RunState, StoredMessage
 from models.events import (
     Cancelled,
     CancelledData,
@@ -50,7 +50,7 @@ def state(status: str = "completed", head: int = 9, **fields: object) -> RunStat
         "finished_at": TS if status != "streaming" else None,
         "error": None,
         "error_type": None,
-        "agent_cursor": None,
+        "agent_event_id": None,
         "writer_id": None,
         "abort_requested_at": None,
     }

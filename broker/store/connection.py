@@ -1,0 +1,54 @@
+"""The PostgreSQL adapter's base: an engine, a keyring, and transactions that translate.
+
+Driver errors enter here and leave as `broker.errors` (`Conflict`,
+`DatabaseUnavailable`), so nothing above the store sees SQLAlchemy or asyncpg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from broker.errors import Conflict, DatabaseUnavailable
+from broker.store.crypto import Keyring
+from broker.store.records import PendingEvent
+from broker.store.sealing import open_event, seal_events
+from models.events import StoredEvent
+
+__all__ = ["Connected"]
+
+
+class Connected:
+    """What every part of the PostgreSQL adapter shares: the engine and the keyring."""
+
+    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
+        self.engine = engine
+        self.keyring = keyring
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; driver errors come out as `broker.errors`."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
+
+    def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:
+        """The parallel arrays of an `unnest` insert, payloads encrypted."""
+        return seal_events(self.keyring, events)
+
+    def open_event(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> StoredEvent:
+        """Decrypt and validate one stored row."""
+        return open_event(self.keyring, run_id, seq, key_id, payload)
