@@ -41,7 +41,7 @@ from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
 from broker.store.statements import workspaces as _workspaces
 from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
-from models.ids import RunId, ThreadId, WorkspaceId, new_id
+from models.ids import ACTIVE_STATUSES, RunId, ThreadId, WorkspaceId, new_id
 
 __all__ = ["Store"]
 
@@ -245,6 +245,55 @@ class Store(MessageQueries, IntegrationQueries):
         async with self.transaction() as conn:
             return {RunId(row.id) for row in await conn.execute(stmt)}
 
+    # --- lifecycle: the cancel flag and the takeover of expired leases ---------------
+
+    async def request_cancel(self, workspace_id: WorkspaceId, run_id: RunId, by: str) -> RunRecord:
+        """Raise the cancel flag of an active run (first request wins); `NotFound` if not ours.
+
+        A run that already ended comes back unchanged.
+        """
+        stmt = (
+            _runs.update()
+            .where(
+                _runs.c.id == run_id,
+                _runs.c.workspace_id == workspace_id,
+                _runs.c.status.in_(ACTIVE_STATUSES),
+            )
+            .values(
+                abort_requested_at=sa.func.coalesce(_runs.c.abort_requested_at, sa.func.now()),
+                aborted_by=sa.func.coalesce(_runs.c.aborted_by, by),
+            )
+            .returning(*_runs.c)
+        )
+        async with self.transaction() as conn:
+            row = (await conn.execute(stmt)).one_or_none()
+        return _run_record(row) if row is not None else await self.get_run(workspace_id, run_id)
+
+    async def claim_expired_runs(
+        self, writer_id: str, lease_s: float, limit: int
+    ) -> list[RunRecord]:
+        """Lease up to `limit` streaming runs whose lease expired to `writer_id`, oldest first."""
+        expired = (
+            sa.select(_runs.c.id)
+            .where(_runs.c.status == "streaming", _runs.c.lease_expires_at <= sa.func.now())
+            .order_by(_runs.c.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            _runs.update()
+            .where(_runs.c.id.in_(expired.scalar_subquery()))
+            .values(
+                writer_id=writer_id,
+                lease_expires_at=sa.func.now()
+                + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.cast(float(lease_s), sa.Float)),
+            )
+            .returning(*_runs.c)
+        )
+        async with self.transaction() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_run_record(row) for row in rows), key=lambda r: r.created_at)
+
     async def delete_expired_events(self, retention_s: float) -> int:
         """Delete the raw events of runs finished more than `retention_s` ago; returns rows."""
         cutoff = sa.func.now() - sa.func.make_interval(
@@ -279,14 +328,14 @@ class Store(MessageQueries, IntegrationQueries):
         return RunState(record, max(record.last_seq, row.max_seq or 0), row.aborted_by)
 
     async def read_events_many(
-        self, cursors: Mapping[RunId, int], limit_per_run: int
+        self, heads: Mapping[RunId, int], limit_per_run: int
     ) -> dict[RunId, list[StoredEvent]]:
-        """Each run's events with `seq >` its cursor, in order, at most `limit_per_run` each."""
-        if not cursors:
+        """Each run's events with `seq >` its head, in order, at most `limit_per_run` each."""
+        if not heads:
             return {}
         params = {
-            "run_ids": list(cursors),
-            "afters": list(cursors.values()),
+            "run_ids": list(heads),
+            "afters": list(heads.values()),
             "limit": limit_per_run,
         }
         async with self.transaction() as conn:

@@ -1,0 +1,378 @@
+"""The in-memory twin of the PostgreSQL adapter, for unit tests without I/O.
+
+`MemoryStore` satisfies every port of `broker.store.ports` with the same
+answers as `broker.store.postgres.Store` (the conformance suite,
+`tests/integration/test_store_ports.py`, runs both): the same fence in the
+flush, the same idempotent inserts, the same errors, the same wake-ups,
+delivered on the event loop's next turn as a committed NOTIFY would be.
+Values stay in plaintext; time comes from an injected `clock`.
+
+`fail_next` makes the next calls raise `DatabaseUnavailable`, and
+`drop_listeners` cuts every LISTEN subscription, so outage paths run
+without a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from broker.errors import Conflict, DatabaseUnavailable, NotFound
+from broker.store.notify import notify_payloads
+from broker.store.records import (
+    IntegrationRecord,
+    PendingEvent,
+    RunFlush,
+    RunRecord,
+    RunState,
+    StoredMessage,
+    ThreadRecord,
+)
+from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
+from models.ids import ACTIVE_STATUSES, IntegrationId, RunId, ThreadId, WorkspaceId, new_id
+
+__all__ = ["MemoryListening", "MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Run:
+    record: RunRecord
+    lease_expires_at: datetime | None
+    aborted_by: str | None = None
+    events: dict[int, StoredEvent] = field(default_factory=dict)
+
+
+class MemoryListening:
+    """A LISTEN subscription of the in-memory store."""
+
+    def __init__(
+        self, store: MemoryStore, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+    ) -> None:
+        self._store = store
+        self.on_payload = on_payload
+        self.on_lost = on_lost
+        self._closed = False
+
+    @property
+    def backend_pid(self) -> int | None:
+        return None
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def ping(self) -> None:
+        if self._closed:
+            raise DatabaseUnavailable("LISTEN connection closed")
+        self._store.check_available()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._store.forget(self)
+
+
+class MemoryStore:
+    """Every port of the store, in dicts; `clock` is the database's `now()`."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.clock = clock
+        self.fail_next = 0
+        """How many of the next calls raise `DatabaseUnavailable` (an outage)."""
+        self._workspaces: dict[str, WorkspaceId] = {}
+        self._threads: dict[ThreadId, ThreadRecord] = {}
+        self._runs: dict[RunId, _Run] = {}
+        self._messages: dict[ThreadId, list[StoredMessage]] = {}
+        self._integrations: dict[IntegrationId, tuple[IntegrationRecord, dict[str, Any]]] = {}
+        self._listening: list[MemoryListening] = []
+
+    # --- test controls ------------------------------------------------------------------
+
+    def check_available(self) -> None:
+        """Raise `DatabaseUnavailable` while `fail_next` counts down."""
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise DatabaseUnavailable("the in-memory store is down (fail_next)")
+
+    def drop_listeners(self) -> None:
+        """Cut every LISTEN subscription, as a terminated connection would."""
+        for listening in list(self._listening):
+            self._listening.remove(listening)
+            listening.on_lost()
+
+    def forget(self, listening: MemoryListening) -> None:
+        if listening in self._listening:
+            self._listening.remove(listening)
+
+    def _notify(self, payloads: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        for listening in list(self._listening):
+            for payload in payloads:
+                loop.call_soon(listening.on_payload, payload)
+
+    def _run(self, run_id: RunId, workspace_id: WorkspaceId | None = None) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None or (workspace_id is not None and run.record.workspace_id != workspace_id):
+            raise NotFound(f"run {run_id} not found")
+        return run
+
+    def _update(self, run: _Run, **changes: Any) -> None:
+        run.record = replace(run.record, **changes)
+
+    # --- workspaces, threads, runs ------------------------------------------------------
+
+    async def ensure_workspace(self, name: str) -> WorkspaceId:
+        self.check_available()
+        return self._workspaces.setdefault(name, WorkspaceId(new_id()))
+
+    async def create_thread(self, workspace_id: WorkspaceId, title: str | None) -> ThreadRecord:
+        self.check_available()
+        thread = ThreadRecord(ThreadId(new_id()), workspace_id, title, self.clock())
+        self._threads[thread.thread_id] = thread
+        return thread
+
+    async def get_thread(self, workspace_id: WorkspaceId, thread_id: ThreadId) -> ThreadRecord:
+        self.check_available()
+        thread = self._threads.get(thread_id)
+        if thread is None or thread.workspace_id != workspace_id:
+            raise NotFound(f"thread {thread_id} not found")
+        return thread
+
+    async def create_run(
+        self,
+        thread: ThreadRecord,
+        *,
+        writer_id: str,
+        lease_s: float,
+        request_id: str | None = None,
+        message: ChatMessage | None = None,
+    ) -> RunRecord:
+        self.check_available()
+        if any(
+            r.record.thread_id == thread.thread_id and r.record.status in ACTIVE_STATUSES
+            for r in self._runs.values()
+        ):
+            raise Conflict(f"thread {thread.thread_id} already has an active run")
+        now = self.clock()
+        record = RunRecord(
+            RunId(new_id()),
+            thread.thread_id,
+            thread.workspace_id,
+            "streaming",
+            1,
+            now,
+            None,
+            None,
+            None,
+            None,
+            writer_id,
+            None,
+        )
+        run = _Run(record, now + timedelta(seconds=lease_s))
+        started = RunStarted(
+            data=RunStartedData(run_id=str(record.run_id), thread_id=str(thread.thread_id))
+        )
+        run.events[1] = StoredEvent(seq=1, ts=now, event=started)
+        self._runs[record.run_id] = run
+        if message is not None:
+            self._append_messages(thread.thread_id, record.run_id, [message])
+        return record
+
+    async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
+        self.check_available()
+        return self._run(run_id, workspace_id).record
+
+    # --- stream events ------------------------------------------------------------------
+
+    def _insert(self, events: Sequence[PendingEvent], runs: set[RunId] | None = None) -> None:
+        for item in events:
+            run = self._runs.get(item.run_id)
+            if run is None:
+                raise Conflict(f"run {item.run_id} does not exist")
+            if runs is None or item.run_id in runs:
+                run.events.setdefault(
+                    item.seq, StoredEvent(seq=item.seq, ts=item.ts, event=item.event)
+                )
+
+    async def append_events(self, events: Sequence[PendingEvent]) -> None:
+        self.check_available()
+        if events:
+            self._insert(events)
+            self._notify(notify_payloads((e.run_id, e.seq) for e in events))
+
+    async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
+        self.check_available()
+        return self._read(run_id, after, limit)
+
+    def _read(self, run_id: RunId, after: int, limit: int) -> list[StoredEvent]:
+        run = self._runs.get(run_id)
+        if run is None:
+            return []
+        return [run.events[s] for s in sorted(run.events) if s > after][:limit]
+
+    async def flush_runs(
+        self,
+        writer_id: str,
+        lease_s: float,
+        runs: Sequence[RunFlush],
+        events: Sequence[PendingEvent],
+    ) -> set[RunId]:
+        self.check_available()
+        if not runs:
+            return set()
+        now = self.clock()
+        accepted: set[RunId] = set()
+        wrote: list[tuple[RunId, int]] = []
+        for flush in runs:
+            run = self._runs.get(flush.run_id)
+            if run is None or run.record.writer_id != writer_id or run.record.status != "streaming":
+                continue
+            accepted.add(flush.run_id)
+            record, ending = run.record, flush.ending
+            changes: dict[str, Any] = {
+                "last_seq": max(record.last_seq, flush.last_seq),
+                "agent_event_id": flush.agent_event_id or record.agent_event_id,
+            }
+            if ending is None:
+                run.lease_expires_at = now + timedelta(seconds=lease_s)
+            else:
+                changes.update(
+                    status=ending.status,
+                    finished_at=now,
+                    error=ending.error or record.error,
+                    error_type=ending.error_type or record.error_type,
+                    writer_id=None,
+                )
+                run.aborted_by = run.aborted_by or ending.aborted_by
+                run.lease_expires_at = None
+            self._update(run, **changes)
+            if flush.last_seq > 0:
+                wrote.append((flush.run_id, run.record.last_seq))
+        self._insert(events, accepted)
+        for flush in runs:
+            if flush.ending and flush.ending.messages and flush.run_id in accepted:
+                self._append_messages(flush.thread_id, flush.run_id, flush.ending.messages)
+        self._notify(notify_payloads(wrote))
+        return accepted
+
+    async def release_runs(self, writer_id: str, run_ids: Sequence[RunId]) -> set[RunId]:
+        self.check_available()
+        released: set[RunId] = set()
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run and run.record.writer_id == writer_id and run.record.status == "streaming":
+                self._update(run, writer_id=None)
+                run.lease_expires_at = self.clock()
+                released.add(run_id)
+        return released
+
+    async def request_cancel(self, workspace_id: WorkspaceId, run_id: RunId, by: str) -> RunRecord:
+        self.check_available()
+        run = self._run(run_id, workspace_id)
+        if run.record.status in ACTIVE_STATUSES:
+            self._update(run, abort_requested_at=run.record.abort_requested_at or self.clock())
+            run.aborted_by = run.aborted_by or by
+        return run.record
+
+    async def claim_expired_runs(
+        self, writer_id: str, lease_s: float, limit: int
+    ) -> list[RunRecord]:
+        self.check_available()
+        now = self.clock()
+        expired = sorted(
+            (
+                r
+                for r in self._runs.values()
+                if r.record.status == "streaming"
+                and r.lease_expires_at is not None
+                and r.lease_expires_at <= now
+            ),
+            key=lambda r: r.lease_expires_at or now,
+        )[:limit]
+        for run in expired:
+            self._update(run, writer_id=writer_id)
+            run.lease_expires_at = now + timedelta(seconds=lease_s)
+        return sorted((r.record for r in expired), key=lambda r: r.created_at)
+
+    async def delete_expired_events(self, retention_s: float) -> int:
+        self.check_available()
+        cutoff = self.clock() - timedelta(seconds=retention_s)
+        deleted = 0
+        for run in self._runs.values():
+            if run.record.finished_at is not None and run.record.finished_at <= cutoff:
+                deleted += len(run.events)
+                run.events.clear()
+        return deleted
+
+    # --- messages and integrations ------------------------------------------------------
+
+    def _append_messages(
+        self, thread_id: ThreadId, run_id: RunId | None, messages: Sequence[ChatMessage]
+    ) -> None:
+        transcript = self._messages.setdefault(thread_id, [])
+        for message in messages:
+            transcript.append(
+                StoredMessage(new_id(), run_id, len(transcript) + 1, message, self.clock())
+            )
+
+    async def list_messages(
+        self, thread_id: ThreadId, *, run_id: RunId | None = None
+    ) -> list[StoredMessage]:
+        self.check_available()
+        transcript = self._messages.get(thread_id, [])
+        return [m for m in transcript if run_id is None or m.run_id == run_id]
+
+    async def list_integrations(self, workspace_id: WorkspaceId) -> list[IntegrationRecord]:
+        self.check_available()
+        found = [r for r, _ in self._integrations.values() if r.workspace_id == workspace_id]
+        return sorted(found, key=lambda r: r.name)
+
+    async def create_integration(
+        self, workspace_id: WorkspaceId, kind: str, name: str, credentials: dict[str, Any]
+    ) -> IntegrationRecord:
+        self.check_available()
+        if any(
+            r.workspace_id == workspace_id and r.name == name
+            for r, _ in self._integrations.values()
+        ):
+            raise Conflict(f"an integration named {name!r} already exists in this workspace")
+        record = IntegrationRecord(IntegrationId(new_id()), workspace_id, kind, name, self.clock())
+        self._integrations[record.integration_id] = (record, dict(credentials))
+        return record
+
+    async def integration_credentials(
+        self, integration_id: IntegrationId
+    ) -> tuple[IntegrationRecord, dict[str, Any]]:
+        self.check_available()
+        found = self._integrations.get(integration_id)
+        if found is None:
+            raise NotFound(f"integration {integration_id} not found")
+        return found[0], dict(found[1])
+
+    # --- read side ----------------------------------------------------------------------
+
+    async def get_run_state(self, workspace_id: WorkspaceId, run_id: RunId) -> RunState:
+        self.check_available()
+        run = self._run(run_id, workspace_id)
+        head = max([run.record.last_seq, *run.events])
+        return RunState(run.record, head, run.aborted_by)
+
+    async def read_events_many(
+        self, heads: Mapping[RunId, int], limit_per_run: int
+    ) -> dict[RunId, list[StoredEvent]]:
+        self.check_available()
+        found: dict[RunId, list[StoredEvent]] = {}
+        for run_id, head in heads.items():
+            events = self._read(run_id, head, limit_per_run)
+            if events:
+                found[run_id] = events
+        return found
+
+    async def listen(
+        self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+    ) -> MemoryListening:
+        self.check_available()
+        listening = MemoryListening(self, on_payload, on_lost)
+        self._listening.append(listening)
+        return listening

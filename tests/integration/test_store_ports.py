@@ -1,0 +1,245 @@
+"""The store's contract, run against both adapters: PostgreSQL and the in-memory twin.
+
+Every test here takes `adapter`, parametrized over `postgres` (a real,
+migrated database) and `memory` (`broker.store.memory.MemoryStore`), so the
+unit tests that run the flush loop, the stream manager and the hub on the
+twin stand on the same behaviour as production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from broker.errors import Conflict, NotFound
+from broker.store.memory import MemoryStore
+from broker.store.notify import parse_notify
+from broker.store.ports import (
+    FlushPort,
+    LifecyclePort,
+    ProducerReads,
+    RetentionPort,
+    SubscriptionReads,
+    TailPort,
+)
+from broker.store.postgres import Store
+from broker.store.records import PendingEvent, RunEnding, RunFlush, RunRecord
+from models.events import ChatMessage, Complete, CompleteData, Text, TextData
+from models.ids import IntegrationId, RunId, WorkspaceId, new_id
+
+AnyStore = Store | MemoryStore
+
+
+@pytest.fixture(params=["postgres", "memory"])
+def adapter(request: pytest.FixtureRequest) -> AnyStore:
+    if request.param == "memory":
+        return MemoryStore()
+    store: Store = request.getfixturevalue("store")
+    return store
+
+
+def test_both_adapters_satisfy_every_port() -> None:
+    # Checked by mypy: a missing or mistyped method fails the build, not this assert.
+    for adapter_type in (Store, MemoryStore):
+        ports: list[type] = [
+            FlushPort,
+            LifecyclePort,
+            ProducerReads,
+            RetentionPort,
+            SubscriptionReads,
+            TailPort,
+        ]
+        for port in ports:
+            missing = [
+                name
+                for name in dir(port)
+                if not name.startswith("_") and not hasattr(adapter_type, name)
+            ]
+            assert missing == [], (adapter_type, port, missing)
+
+
+async def _run(adapter: AnyStore, workspace: str = "acme", lease_s: float = 60) -> RunRecord:
+    workspace_id = await adapter.ensure_workspace(workspace)
+    thread = await adapter.create_thread(workspace_id, "t")
+    return await adapter.create_run(
+        thread, writer_id="w1", lease_s=lease_s, message=ChatMessage(role="user", content="hi")
+    )
+
+
+def _text(run: RunRecord, seq: int) -> PendingEvent:
+    return PendingEvent(run.run_id, seq, Text(data=TextData(text=f"t{seq}")), datetime.now(UTC))
+
+
+async def test_a_new_run_streams_with_run_started_at_seq_1_and_the_users_message(
+    adapter: AnyStore,
+) -> None:
+    run = await _run(adapter)
+    assert (run.status, run.last_seq, run.writer_id) == ("streaming", 1, "w1")
+    (started,) = await adapter.read_events(run.run_id, after=0)
+    assert (started.seq, started.event.event_type) == (1, "run_started")
+    (message,) = await adapter.list_messages(run.thread_id)
+    assert (message.position, message.message.content, message.run_id) == (1, "hi", run.run_id)
+
+
+async def test_a_second_active_run_on_a_thread_conflicts(adapter: AnyStore) -> None:
+    run = await _run(adapter)
+    thread = await adapter.get_thread(run.workspace_id, run.thread_id)
+    with pytest.raises(Conflict):
+        await adapter.create_run(thread, writer_id="w2", lease_s=60)
+
+
+async def test_another_workspaces_rows_are_not_found(adapter: AnyStore) -> None:
+    run = await _run(adapter)
+    other = await adapter.ensure_workspace("other")
+    with pytest.raises(NotFound):
+        await adapter.get_run(other, run.run_id)
+    with pytest.raises(NotFound):
+        await adapter.get_run_state(other, run.run_id)
+    with pytest.raises(NotFound):
+        await adapter.get_thread(other, run.thread_id)
+    with pytest.raises(NotFound):
+        await adapter.get_run(run.workspace_id, RunId(new_id()))
+
+
+async def test_the_flush_writes_only_runs_the_writer_owns(adapter: AnyStore) -> None:
+    mine, theirs = await _run(adapter), await _run(adapter, "b")
+    runs = [
+        RunFlush(mine.run_id, mine.thread_id, 3, agent_event_id="a3"),
+        RunFlush(theirs.run_id, theirs.thread_id, 2),
+    ]
+    events = [_text(mine, 2), _text(mine, 3), _text(theirs, 2)]
+    await adapter.release_runs("w1", [theirs.run_id])
+    accepted = await adapter.flush_runs("w1", 60, runs, events)
+    assert accepted == {mine.run_id}
+    assert [e.seq for e in await adapter.read_events(mine.run_id, 0)] == [1, 2, 3]
+    assert [e.seq for e in await adapter.read_events(theirs.run_id, 0)] == [1]
+    record = await adapter.get_run(mine.workspace_id, mine.run_id)
+    assert (record.last_seq, record.agent_event_id) == (3, "a3")
+
+
+async def test_a_flush_sent_twice_stores_each_event_once(adapter: AnyStore) -> None:
+    run = await _run(adapter)
+    flush = [RunFlush(run.run_id, run.thread_id, 2)]
+    assert await adapter.flush_runs("w1", 60, flush, [_text(run, 2)]) == {run.run_id}
+    assert await adapter.flush_runs("w1", 60, flush, [_text(run, 2)]) == {run.run_id}
+    assert [e.seq for e in await adapter.read_events(run.run_id, 0)] == [1, 2]
+
+
+async def test_the_terminal_flush_ends_the_run_and_appends_its_messages(
+    adapter: AnyStore,
+) -> None:
+    run = await _run(adapter)
+    answer = ChatMessage(role="assistant", content="done")
+    done = Complete(data=CompleteData(new_messages=[answer]))
+    ending = RunEnding("completed", messages=(answer,))
+    pending = PendingEvent(run.run_id, 2, done, datetime.now(UTC))
+    flush = [RunFlush(run.run_id, run.thread_id, 2, ending=ending)]
+    assert await adapter.flush_runs("w1", 60, flush, [pending]) == {run.run_id}
+    state = await adapter.get_run_state(run.workspace_id, run.run_id)
+    assert (state.record.status, state.record.writer_id, state.head) == ("completed", None, 2)
+    assert state.record.finished_at is not None
+    assert [m.message.content for m in await adapter.list_messages(run.thread_id)] == [
+        "hi",
+        "done",
+    ]
+    # Ended: the writer no longer owns it, so a late flush is fenced out.
+    assert await adapter.flush_runs("w1", 60, [RunFlush(run.run_id, run.thread_id, 0)], []) == set()
+
+
+async def test_read_events_many_reads_each_run_after_its_head(adapter: AnyStore) -> None:
+    a, b = await _run(adapter), await _run(adapter, "b")
+    await adapter.append_events([_text(a, 2), _text(a, 3), _text(b, 2)])
+    found = await adapter.read_events_many({a.run_id: 1, b.run_id: 2}, limit_per_run=1)
+    assert {run_id: [e.seq for e in events] for run_id, events in found.items()} == {a.run_id: [2]}
+    assert await adapter.read_events_many({}, limit_per_run=10) == {}
+
+
+async def test_a_listener_is_woken_with_each_runs_new_head(adapter: AnyStore) -> None:
+    run = await _run(adapter)
+    got: list[str] = []
+    woke = asyncio.Event()
+
+    def on_payload(payload: str) -> None:
+        got.append(payload)
+        woke.set()
+
+    listening = await adapter.listen(on_payload, lambda: None)
+    try:
+        await adapter.flush_runs(
+            "w1", 60, [RunFlush(run.run_id, run.thread_id, 3)], [_text(run, 2), _text(run, 3)]
+        )
+        await asyncio.wait_for(woke.wait(), 10)
+        assert [parse_notify(p) for p in got] == [(run.run_id, 3)]
+        # A renewal alone (last_seq 0) wakes nobody.
+        woke.clear()
+        await adapter.flush_runs("w1", 60, [RunFlush(run.run_id, run.thread_id, 0)], [])
+        await adapter.append_events([_text(run, 4)])
+        await asyncio.wait_for(woke.wait(), 10)
+        assert [parse_notify(p) for p in got] == [(run.run_id, 3), (run.run_id, 4)]
+        await listening.ping()
+    finally:
+        await listening.close()
+    assert listening.is_closed()
+
+
+async def test_cancel_raises_the_flag_once_and_leaves_an_ended_run_alone(
+    adapter: AnyStore,
+) -> None:
+    run = await _run(adapter)
+    first = await adapter.request_cancel(run.workspace_id, run.run_id, "alice")
+    again = await adapter.request_cancel(run.workspace_id, run.run_id, "bob")
+    assert first.abort_requested_at is not None
+    assert again.abort_requested_at == first.abort_requested_at
+    state = await adapter.get_run_state(run.workspace_id, run.run_id)
+    assert state.aborted_by == "alice"
+    with pytest.raises(NotFound):
+        await adapter.request_cancel(WorkspaceId(new_id()), run.run_id, "mallory")
+
+
+async def test_only_expired_leases_are_claimed_and_the_old_writer_is_fenced_out(
+    adapter: AnyStore,
+) -> None:
+    expired = await _run(adapter, "a", lease_s=0)
+    live = await _run(adapter, "b", lease_s=60)
+    claimed = await adapter.claim_expired_runs("w2", 60, limit=10)
+    assert [r.run_id for r in claimed] == [expired.run_id]
+    assert claimed[0].writer_id == "w2"
+    assert await adapter.claim_expired_runs("w3", 60, limit=10) == []
+    old = [RunFlush(expired.run_id, expired.thread_id, 2)]
+    assert await adapter.flush_runs("w1", 60, old, [_text(expired, 2)]) == set()
+    assert (await adapter.get_run(live.workspace_id, live.run_id)).writer_id == "w1"
+
+
+async def test_released_runs_are_claimable_and_only_the_writers_own_are_released(
+    adapter: AnyStore,
+) -> None:
+    run = await _run(adapter)
+    assert await adapter.release_runs("someone-else", [run.run_id]) == set()
+    assert await adapter.release_runs("w1", [run.run_id]) == {run.run_id}
+    assert [r.run_id for r in await adapter.claim_expired_runs("w2", 60, limit=1)] == [run.run_id]
+
+
+async def test_retention_deletes_only_finished_runs_events(adapter: AnyStore) -> None:
+    done, live = await _run(adapter), await _run(adapter, "b")
+    ending = RunEnding("failed", error="x", error_type="y")
+    await adapter.flush_runs(
+        "w1", 60, [RunFlush(done.run_id, done.thread_id, 0, ending=ending)], []
+    )
+    assert await adapter.delete_expired_events(0) == 1
+    assert await adapter.read_events(done.run_id, 0) == []
+    assert len(await adapter.read_events(live.run_id, 0)) == 1
+
+
+async def test_integrations_are_listed_without_credentials_and_names_are_unique(
+    adapter: AnyStore,
+) -> None:
+    workspace_id = await adapter.ensure_workspace("acme")
+    record = await adapter.create_integration(workspace_id, "postgres", "shop", {"dsn": "x"})
+    assert await adapter.list_integrations(workspace_id) == [record]
+    assert await adapter.integration_credentials(record.integration_id) == (record, {"dsn": "x"})
+    with pytest.raises(Conflict):
+        await adapter.create_integration(workspace_id, "postgres", "shop", {})
+    with pytest.raises(NotFound):
+        await adapter.integration_credentials(IntegrationId(new_id()))
