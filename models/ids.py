@@ -1,4 +1,4 @@
-"""Identifiers and statuses shared by every package.
+"""Identifiers shared by every package (a run's status: `models.status`).
 
 Ids are UUIDs wrapped in `NewType`s so that a run id cannot be passed where a
 thread id is expected without the type checker noticing.
@@ -7,16 +7,13 @@ thread id is expected without the type checker noticing.
 from __future__ import annotations
 
 import uuid
-from typing import Final, Literal, NewType
+from typing import NewType
 
 __all__ = [
-    "ACTIVE_STATUSES",
-    "TERMINAL_STATUSES",
     "IntegrationId",
     "MemberId",
     "MessageId",
     "RunId",
-    "RunStatus",
     "ThreadId",
     "WorkspaceId",
     "new_id",
@@ -28,13 +25,6 @@ RunId = NewType("RunId", uuid.UUID)
 MessageId = NewType("MessageId", uuid.UUID)
 IntegrationId = NewType("IntegrationId", uuid.UUID)
 MemberId = NewType("MemberId", str)
-
-RunStatus = Literal["pending", "streaming", "completed", "failed", "cancelled", "interrupted"]
-
-ACTIVE_STATUSES: Final[frozenset[str]] = frozenset({"pending", "streaming"})
-TERMINAL_STATUSES: Final[frozenset[str]] = frozenset(
-    {"completed", "failed", "cancelled", "interrupted"}
-)
 
 
 def new_id() -> uuid.UUID:

@@ -29,6 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from models.status import RUN_STATUSES
+
 __all__ = [
     "Base",
     "Integration",
@@ -50,7 +52,7 @@ _NAMING = {
 
 metadata = MetaData(naming_convention=_NAMING)
 
-_RUN_STATUSES = "'pending', 'streaming', 'completed', 'failed', 'cancelled', 'interrupted'"
+_RUN_STATUSES = ", ".join(f"'{status}'" for status in RUN_STATUSES)
 
 
 class Base(DeclarativeBase):

@@ -4,7 +4,7 @@ Design sections 2 and 7: one LISTEN connection and one tail per active run
 per process, however many viewers, so database reads grow with runs, not
 with viewers. The hub goes one step further than a task per tail: a single
 reader task does every read, and each read is ONE statement
-(`Store.read_events_many`) for all the runs it covers:
+(`TailPort.read_events_many`) for all the runs it covers:
 
 - a NOTIFY `run_id:seq` for a run tailed here whose head is behind `seq`
   marks that run dirty and wakes the reader, which reads every dirty run at
@@ -31,7 +31,7 @@ from types import TracebackType
 import structlog
 
 from broker.store.notify import parse_notify
-from broker.store.postgres import Store
+from broker.store.ports import TailPort
 from broker.web.metrics import Metrics
 from broker.web.settings import Settings
 from models.ids import RunId
@@ -55,7 +55,7 @@ class Hub:
 
     def __init__(
         self,
-        store: Store,
+        store: TailPort,
         metrics: Metrics,
         *,
         poll_interval_s: float,
@@ -84,7 +84,7 @@ class Hub:
         self.hook: HandoverHook | None = None
 
     @classmethod
-    def for_settings(cls, store: Store, metrics: Metrics, settings: Settings) -> Hub:
+    def for_settings(cls, store: TailPort, metrics: Metrics, settings: Settings) -> Hub:
         """The hub of a broker process configured by `settings`."""
         return cls(
             store,

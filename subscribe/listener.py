@@ -21,8 +21,7 @@ from collections.abc import Callable
 import structlog
 
 from broker.errors import DatabaseUnavailable
-from broker.store.listening import Listening
-from broker.store.postgres import Store
+from broker.store.ports import Listening, TailPort
 
 __all__ = ["Listener"]
 
@@ -34,7 +33,7 @@ class Listener:
 
     def __init__(
         self,
-        store: Store,
+        store: TailPort,
         on_payload: Callable[[str], None],
         on_connect: Callable[[], None],
         *,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, Sequence
 
-from broker.store.postgres import Store
+from broker.store.ports import SubscriptionReads
 from broker.store.records import RunState, StoredMessage
 from broker.web.metrics import Metrics
 from models.events import (
@@ -30,7 +30,8 @@ from models.events import (
     StoredEvent,
     StreamEvent,
 )
-from models.ids import TERMINAL_STATUSES, RunId
+from models.ids import RunId
+from models.status import TERMINAL_STATUSES, event_type_of_status
 from subscribe.hub import Hub
 from subscribe.viewer import CATCH_UP_LIMIT, Frame, Hook, follow, frame_of
 
@@ -45,10 +46,11 @@ def ending_event(state: RunState, messages: Sequence[StoredMessage]) -> StoredEv
     """The terminal event of a finished run, rebuilt from its row and transcript."""
     record = state.record
     event: StreamEvent
-    if record.status == "completed":
+    shown_as = event_type_of_status(record.status)
+    if shown_as == "complete":
         assistant = [m.message for m in messages if m.message.role == "assistant"]
         event = Complete(data=CompleteData(new_messages=assistant))
-    elif record.status == "cancelled":
+    elif shown_as == "cancelled":
         event = Cancelled(data=CancelledData(by=state.aborted_by))
     else:
         event = ErrorEvent(
@@ -63,7 +65,7 @@ def ending_event(state: RunState, messages: Sequence[StoredMessage]) -> StoredEv
 class _Reader:
     """The table of one run, as frames, counted in `catchup_reads`."""
 
-    def __init__(self, store: Store, metrics: Metrics, state: RunState) -> None:
+    def __init__(self, store: SubscriptionReads, metrics: Metrics, state: RunState) -> None:
         self._store = store
         self._metrics = metrics
         self._run_id = state.record.run_id
@@ -74,7 +76,7 @@ class _Reader:
 
 
 async def due_frames(
-    store: Store, metrics: Metrics, state: RunState, after: int
+    store: SubscriptionReads, metrics: Metrics, state: RunState, after: int
 ) -> AsyncGenerator[Frame, None]:
     """What the table holds after `after` now; for a finished run, through its ending."""
     read = _Reader(store, metrics, state)
@@ -93,13 +95,19 @@ async def due_frames(
     if is_finished(state) and last < state.head:
         # The rows are gone (retention): the run's row still says how it ended.
         messages: list[StoredMessage] = []
-        if state.record.status == "completed":
+        if event_type_of_status(state.record.status) == "complete":
             messages = await store.list_messages(state.record.thread_id, run_id=state.record.run_id)
         yield frame_of(ending_event(state, messages))
 
 
 async def live_frames(
-    hub: Hub, store: Store, metrics: Metrics, state: RunState, after: int, *, idle_s: float
+    hub: Hub,
+    store: SubscriptionReads,
+    metrics: Metrics,
+    state: RunState,
+    after: int,
+    *,
+    idle_s: float,
 ) -> AsyncGenerator[Frame | None, None]:
     """Frames after `after` through the terminal one; None after every `idle_s` of silence."""
     if is_finished(state):

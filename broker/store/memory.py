@@ -32,7 +32,8 @@ from broker.store.records import (
     ThreadRecord,
 )
 from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
-from models.ids import ACTIVE_STATUSES, IntegrationId, RunId, ThreadId, WorkspaceId, new_id
+from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId, new_id
+from models.status import ACTIVE_STATUSES
 
 __all__ = ["MemoryListening", "MemoryStore"]
 

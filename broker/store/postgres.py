@@ -41,7 +41,8 @@ from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
 from broker.store.statements import workspaces as _workspaces
 from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
-from models.ids import ACTIVE_STATUSES, RunId, ThreadId, WorkspaceId, new_id
+from models.ids import RunId, ThreadId, WorkspaceId, new_id
+from models.status import ACTIVE_STATUSES
 
 __all__ = ["Store"]
 

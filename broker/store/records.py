@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from models.events import ChatMessage, StreamEvent
-from models.ids import IntegrationId, RunId, RunStatus, ThreadId, WorkspaceId
+from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId
+from models.status import RunStatus
 
 __all__ = [
     "IntegrationRecord",

@@ -46,13 +46,14 @@ from broker.errors import (
     AgentUnavailable,
     DatabaseUnavailable,
 )
-from broker.store.postgres import Store
+from broker.store.ports import ProducerReads
 from broker.store.records import RunRecord
 from broker.web.metrics import Metrics
 from broker.web.sse import ServerSentEvent, aiter_sse
 from broker.write.agent_client import AgentClient
 from broker.write.batching import Backoff
-from broker.write.streams import RunStream, StreamManager
+from broker.write.run_stream import RunStream
+from broker.write.streams import StreamManager
 from models.agent_api import AgentIntegration, RunRequest
 from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal, parse_event_json
 from models.ids import RunId
@@ -91,7 +92,7 @@ class Producers:
 
     def __init__(
         self,
-        store: Store,
+        store: ProducerReads,
         streams: StreamManager,
         agent: AgentClient,
         metrics: Metrics,
@@ -243,7 +244,7 @@ class _Producer:
                 "agent_event_dropped", reason=event, agent_id=frame.id, size=len(frame.data)
             )
             return False
-        seq = self._stream.push(event, agent_id=frame.id)
+        seq = self._stream.push(event, agent_event_id=frame.id)
         return seq is None or is_terminal(event)
 
     def _end(self, error_type: str, message: str) -> None:

@@ -14,7 +14,7 @@ import contextlib
 
 import structlog
 
-from broker.store.postgres import Store
+from broker.store.ports import RetentionPort
 
 __all__ = ["Retention", "sweep_interval"]
 
@@ -29,7 +29,9 @@ def sweep_interval(retention_s: float) -> float:
 class Retention:
     """A periodic task deleting expired raw events; `start` once, `close` at shutdown."""
 
-    def __init__(self, store: Store, *, retention_s: float, every_s: float | None = None) -> None:
+    def __init__(
+        self, store: RetentionPort, *, retention_s: float, every_s: float | None = None
+    ) -> None:
         self._store = store
         self._retention_s = retention_s
         self._every_s = sweep_interval(retention_s) if every_s is None else every_s

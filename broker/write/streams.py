@@ -33,45 +33,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
 
 import structlog
 
 from broker.errors import DatabaseUnavailable
-from broker.store.postgres import Store
-from broker.store.records import PendingEvent, RunEnding, RunFlush
+from broker.store.ports import FlushPort
+from broker.store.records import PendingEvent, RunFlush
 from broker.web.metrics import Metrics
 from broker.write.batching import Backoff, next_flush_at
-from models.events import Cancelled, Complete, ErrorData, ErrorEvent, StreamEvent, is_terminal
+from broker.write.run_stream import Outcome, RunStream, ending_of
+from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal
 from models.ids import RunId, ThreadId
 
-__all__ = ["Outcome", "RunStream", "StreamManager", "ending_of"]
+__all__ = ["StreamManager"]
 
 log = structlog.get_logger(__name__)
-
-Outcome = Literal["stored", "lease_lost", "released", "abandoned"]
-"""How a stream closed: terminal stored; fenced out; handed over at shutdown;
-handed over with events that could not be stored (database down at shutdown)."""
-
-
-def _fit(text: str | None, limit: int) -> str | None:
-    """Make an agent's string fit its `runs` column (a width; no NUL): it must not fail a flush."""
-    return None if text is None else text.replace("\x00", "")[:limit]
-
-
-def ending_of(event: StreamEvent) -> RunEnding | None:
-    """The run's final state for a terminal event (None for any other event)."""
-    if isinstance(event, Complete):
-        return RunEnding("completed", messages=tuple(event.data.new_messages))
-    if isinstance(event, ErrorEvent):
-        return RunEnding(
-            "failed",
-            error=_fit(event.data.error, 4000),
-            error_type=_fit(event.data.error_type, 100),
-        )
-    if isinstance(event, Cancelled):
-        return RunEnding("cancelled", aborted_by=_fit(event.data.by, 200))
-    return None
 
 
 @dataclass(slots=True)
@@ -82,61 +58,12 @@ class _Pending:
     agent_event_id: str | None = None
 
 
-class RunStream:
-    """One run's write side in this process: its next seq, what is stored, how it ended."""
-
-    def __init__(
-        self,
-        manager: StreamManager,
-        run_id: RunId,
-        thread_id: ThreadId,
-        last_seq: int,
-        now: float,
-        request_id: str | None,
-    ) -> None:
-        self._manager = manager
-        self.run_id = run_id
-        self.thread_id = thread_id
-        self.log = log.bind(run_id=str(run_id), request_id=request_id)
-        self.next_seq = last_seq + 1
-        self.stored_seq = last_seq
-        self.unflushed = 0
-        self.terminal_seq: int | None = None
-        self.renewed_at = now
-        self.outcome: Outcome | None = None
-        self.halt_reason: str | None = None
-        self.halted = asyncio.Event()
-        """Set when the stream takes no more events: the producer must stop reading."""
-        self.closed = asyncio.Event()
-        """Set when nothing more will be written for this run by this process."""
-
-    def push(self, event: StreamEvent, *, agent_id: str | None = None) -> int | None:
-        """Buffer an event; its seq, or None if the stream no longer takes events."""
-        return self._manager._push(self, event, agent_id)
-
-    async def wait_stored(self, seq: int) -> bool:
-        """Wait until `seq` is committed (True) or the stream closed without it (False)."""
-        while self.stored_seq < seq and self.outcome is None:
-            await self._manager._progress.wait()
-        return self.stored_seq >= seq
-
-    async def wait_closed(self) -> Outcome:
-        await self.closed.wait()
-        assert self.outcome is not None
-        return self.outcome
-
-    def _halt(self, reason: str) -> None:
-        if self.halt_reason is None:
-            self.halt_reason = reason
-        self.halted.set()
-
-
 class StreamManager:
     """Every run this process writes: buffers, seqs and the flush loop (one per process)."""
 
     def __init__(
         self,
-        store: Store,
+        store: FlushPort,
         *,
         writer_id: str,
         lease_s: float,
@@ -215,7 +142,8 @@ class StreamManager:
 
     # --- the write path -------------------------------------------------------------------
 
-    def _push(self, stream: RunStream, event: StreamEvent, agent_id: str | None) -> int | None:
+    def push(self, stream: RunStream, event: StreamEvent, agent_event_id: str | None) -> int | None:
+        """`RunStream.push`: buffer an event, assigning its seq; None if the stream is done."""
         if stream.terminal_seq is not None or stream.outcome is not None:
             return None
         overflow = stream.unflushed >= self._run_buffer_max
@@ -228,14 +156,14 @@ class StreamManager:
                     error_type="buffer_overflow",
                 )
             )
-            agent_id = None
+            agent_event_id = None
         seq = stream.next_seq
         stream.next_seq += 1
         was_idle = not self._pending
         pending = self._pending.setdefault(stream.run_id, _Pending())
         pending.events.append(PendingEvent(stream.run_id, seq, event, datetime.now(UTC)))
-        if agent_id is not None:
-            pending.agent_event_id = agent_id
+        if agent_event_id is not None:
+            pending.agent_event_id = agent_event_id
         stream.unflushed += 1
         self._unflushed_total += 1
         self._metrics.buffered_events.set(self._unflushed_total)
@@ -243,7 +171,7 @@ class StreamManager:
             stream.terminal_seq = seq
         if overflow:
             stream.log.error("run_buffer_overflow", limit=self._run_buffer_max)
-            stream._halt("buffer_overflow")
+            stream.halt("buffer_overflow")
         if was_idle:
             self._wake.set()  # the only push that can move the next flush earlier
         return None if overflow else seq
@@ -372,10 +300,12 @@ class StreamManager:
 
     def _close_stream(self, stream: RunStream, outcome: Outcome) -> None:
         self._streams.pop(stream.run_id, None)
-        stream.outcome = outcome
-        stream._halt(outcome)
-        stream.closed.set()
+        stream.finish(outcome)
         self._signal_progress()
+
+    async def next_progress(self) -> None:
+        """Return after the next flush or stream closure."""
+        await self._progress.wait()
 
     def _signal_progress(self) -> None:
         progress, self._progress = self._progress, asyncio.Event()

@@ -25,7 +25,7 @@ from broker.store.postgres import Store
 from broker.web.auth import mint_token
 from broker.web.settings import Settings
 from broker.write.batching import Backoff
-from broker.write.streams import Outcome
+from broker.write.run_stream import Outcome
 from models.events import StoredEvent
 from models.ids import RunId, WorkspaceId
 from tests.fakes.agent import FakeAgent

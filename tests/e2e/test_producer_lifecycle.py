@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from broker.store.postgres import Store
 from broker.web.settings import Settings
-from broker.write.streams import RunStream
+from broker.write.run_stream import RunStream
 from models.ids import RunId
 from tests.e2e.producer_harness import broker_and_agent, row_counts, serve_broker, serve_fake_agent
 from tests.fakes.agent import Gate, Pause, Step, complete, text

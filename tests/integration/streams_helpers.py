@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from broker.store.postgres import Store
 from broker.web.metrics import Metrics
 from broker.write.batching import Backoff
-from broker.write.streams import RunStream, StreamManager
+from broker.write.run_stream import RunStream
+from broker.write.streams import StreamManager
 from models.events import StoredEvent, Text, TextData
 
 __all__ = ["WRITER", "counter", "manager", "open_runs", "run_row", "stored", "text"]

@@ -118,13 +118,13 @@ async def test_events_pushed_during_slow_flushes_are_stored_exactly_once_in_orde
 async def test_a_writer_that_lost_its_lease_writes_nothing_and_is_halted(store: Store) -> None:
     async with manager(store) as streams:
         mine, other = await open_runs(store, streams, 2)
-        assert await mine.wait_stored(mine.push(text("kept"), agent_id="1") or 0)
+        assert await mine.wait_stored(mine.push(text("kept"), agent_event_id="1") or 0)
         async with store.engine.begin() as conn:
             await conn.execute(
                 sa.text("UPDATE runs SET writer_id = 'other' WHERE id = :id"), {"id": mine.run_id}
             )
         for i in range(5):
-            mine.push(text(f"fenced {i}"), agent_id=str(i + 2))
+            mine.push(text(f"fenced {i}"), agent_event_id=str(i + 2))
         other_seq = other.push(text("unaffected")) or 0
 
         assert await mine.wait_closed() == "lease_lost"
@@ -196,11 +196,11 @@ async def test_terminal_events_finish_their_runs_in_the_flush_that_stores_them(
     answer = [ChatMessage(role="assistant", content="42 orders")]
     async with manager(store, interval_s=0.05) as streams:
         done, failed, cancelled = await open_runs(store, streams, 3)
-        done.push(text("4"), agent_id="1")
-        done.push(Complete(data=CompleteData(new_messages=answer)), agent_id="2")
+        done.push(text("4"), agent_event_id="1")
+        done.push(Complete(data=CompleteData(new_messages=answer)), agent_event_id="2")
         assert done.push(text("after the terminal")) is None
         failed.push(ErrorEvent(data=ErrorData(error="model down", error_type="model_error")))
-        cancelled.push(Cancelled(data=CancelledData(by="member-9")), agent_id="1")
+        cancelled.push(Cancelled(data=CancelledData(by="member-9")), agent_event_id="1")
         outcomes = [await s.wait_closed() for s in (done, failed, cancelled)]
     assert outcomes == ["stored"] * 3
 
@@ -281,9 +281,9 @@ async def test_flush_of_a_run_owned_by_another_writer_writes_nothing(store: Stor
 async def test_close_flushes_what_is_buffered_and_hands_the_runs_over(store: Store) -> None:
     async with manager(store, interval_s=30) as streams:
         (run,) = await open_runs(store, streams)
-        assert await run.wait_stored(run.push(text("0"), agent_id="1") or 0)
+        assert await run.wait_stored(run.push(text("0"), agent_event_id="1") or 0)
         for i in range(1, 4):
-            run.push(text(str(i)), agent_id=str(i + 1))  # held back by the 30 s interval
+            run.push(text(str(i)), agent_event_id=str(i + 1))  # held back by the 30 s interval
         assert run.stored_seq == 2
     assert run.outcome == "released"
     assert streams._task is not None and streams._task.done()

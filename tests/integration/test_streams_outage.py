@@ -47,7 +47,7 @@ async def test_terminating_the_writers_connections_mid_run_loses_and_duplicates_
                 i = 0
                 while producing:
                     for run in runs:
-                        assert run.push(text(f"{run.run_id}:{i}"), agent_id=str(i + 1))
+                        assert run.push(text(f"{run.run_id}:{i}"), agent_event_id=str(i + 1))
                     i += 1
                     await asyncio.sleep(0.002)
 
@@ -67,7 +67,7 @@ async def test_terminating_the_writers_connections_mid_run_loses_and_duplicates_
                 producing = False
                 await producer
             for run in runs:
-                run.push(Complete(data=CompleteData(new_messages=[])), agent_id="end")
+                run.push(Complete(data=CompleteData(new_messages=[])), agent_event_id="end")
             for run in runs:
                 assert await run.wait_stored(run.next_seq - 1)
             retries = counter(streams._metrics, "broker_flush_retries_total")

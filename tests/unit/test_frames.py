@@ -8,7 +8,7 @@ import pytest
 
 from broker.web.sse import ServerSentEvent
 from broker.write.producer import interpret_frame
-from broker.write.streams import ending_of
+from broker.write.run_stream import ending_of
 from models.agent_api import AgentIntegration, RunRequest
 from models.events import (
     Cancelled,

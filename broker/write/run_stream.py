@@ -1,0 +1,118 @@
+"""One run's write side in this process: its next seq, what is stored, how it ended.
+
+A producer pushes events into its `RunStream`; the `Writer` (the process's
+`broker.write.streams.StreamManager`) buffers and flushes them and reports
+back through `halt` and `finish`. `ending_of` turns a terminal event into the
+run's final state, by the one mapping of `models.status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal, Protocol
+
+import structlog
+
+from broker.store.records import RunEnding
+from models.events import Cancelled, Complete, ErrorEvent, StreamEvent
+from models.ids import RunId, ThreadId
+from models.status import status_of_event_type
+
+__all__ = ["Outcome", "RunStream", "Writer", "ending_of"]
+
+log = structlog.get_logger(__name__)
+
+Outcome = Literal["stored", "lease_lost", "released", "abandoned"]
+"""How a stream closed: terminal stored; fenced out; handed over at shutdown;
+handed over with events that could not be stored (database down at shutdown)."""
+
+
+class Writer(Protocol):
+    """What a `RunStream` asks of the stream manager."""
+
+    def push(self, stream: RunStream, event: StreamEvent, agent_event_id: str | None) -> int | None:
+        """Buffer `event` for `stream`; its seq, or None if the stream takes no more."""
+        ...
+
+    async def next_progress(self) -> None:
+        """Return after the next flush or stream closure."""
+        ...
+
+
+def _fit(text: str | None, limit: int) -> str | None:
+    """Make an agent's string fit its `runs` column (a width; no NUL): it must not fail a flush."""
+    return None if text is None else text.replace("\x00", "")[:limit]
+
+
+def ending_of(event: StreamEvent) -> RunEnding | None:
+    """The run's final state for a terminal event (None for any other event)."""
+    status = status_of_event_type(event.event_type)
+    if status is None:
+        return None
+    if isinstance(event, Complete):
+        return RunEnding(status, messages=tuple(event.data.new_messages))
+    if isinstance(event, ErrorEvent):
+        return RunEnding(
+            status,
+            error=_fit(event.data.error, 4000),
+            error_type=_fit(event.data.error_type, 100),
+        )
+    if isinstance(event, Cancelled):
+        return RunEnding(status, aborted_by=_fit(event.data.by, 200))
+    return RunEnding(status)
+
+
+class RunStream:
+    """One run's write side in this process: its next seq, what is stored, how it ended."""
+
+    def __init__(
+        self,
+        writer: Writer,
+        run_id: RunId,
+        thread_id: ThreadId,
+        last_seq: int,
+        now: float,
+        request_id: str | None,
+    ) -> None:
+        self._writer = writer
+        self.run_id = run_id
+        self.thread_id = thread_id
+        self.log = log.bind(run_id=str(run_id), request_id=request_id)
+        self.next_seq = last_seq + 1
+        self.stored_seq = last_seq
+        self.unflushed = 0
+        self.terminal_seq: int | None = None
+        self.renewed_at = now
+        self.outcome: Outcome | None = None
+        self.halt_reason: str | None = None
+        self.halted = asyncio.Event()
+        """Set when the stream takes no more events: the producer must stop reading."""
+        self.closed = asyncio.Event()
+        """Set when nothing more will be written for this run by this process."""
+
+    def push(self, event: StreamEvent, *, agent_event_id: str | None = None) -> int | None:
+        """Buffer an event (with the agent's SSE id); its seq, or None once the stream is done."""
+        return self._writer.push(self, event, agent_event_id)
+
+    async def wait_stored(self, seq: int) -> bool:
+        """Wait until `seq` is committed (True) or the stream closed without it (False)."""
+        while self.stored_seq < seq and self.outcome is None:
+            await self._writer.next_progress()
+        return self.stored_seq >= seq
+
+    async def wait_closed(self) -> Outcome:
+        await self.closed.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+    def halt(self, reason: str) -> None:
+        """Take no more events (the first reason is kept): the producer stops reading."""
+        if self.halt_reason is None:
+            self.halt_reason = reason
+        self.halted.set()
+
+    def finish(self, outcome: Outcome) -> None:
+        """Nothing more will be written for this run by this process."""
+        self.outcome = outcome
+        self.halt(outcome)
+        self.closed.set()
