@@ -184,12 +184,12 @@ class Hub:
             tails = [t for run_id in dirty if (t := self._tails.get(run_id)) and not t.finished]
             await self._read({tail.run_id: tail.head for tail in tails})
 
-    async def _read(self, cursors: Mapping[RunId, int]) -> None:
-        """One statement for `cursors` (the caller holds `_reading`), published to the tails."""
-        if not cursors:
+    async def _read(self, heads: Mapping[RunId, int]) -> None:
+        """One statement for the tails' `heads` (the caller holds `_reading`), then published."""
+        if not heads:
             return
         self._metrics.tail_reads.inc()
-        found = await self._store.read_events_many(cursors, self._read_limit)
+        found = await self._store.read_events_many(heads, self._read_limit)
         for run_id, events in found.items():
             tail = self._tails.get(run_id)
             if tail is None:

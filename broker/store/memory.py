@@ -7,9 +7,10 @@ flush, the same idempotent inserts, the same errors, the same wake-ups,
 delivered on the event loop's next turn as a committed NOTIFY would be.
 Values stay in plaintext; time comes from an injected `clock`.
 
-`fail_next` makes the next calls raise `DatabaseUnavailable`, and
-`drop_listeners` cuts every LISTEN subscription, so outage paths run
-without a database.
+Test controls: `fail_next` makes the next calls raise `DatabaseUnavailable`,
+`drop_listeners` cuts every LISTEN subscription, `insert_silently` stores rows
+whose wake-up is lost and `send_wake_up` delivers any payload, so outage and
+lost-notification paths run without a database.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class MemoryListening:
     async def ping(self) -> None:
         if self._closed:
             raise DatabaseUnavailable("LISTEN connection closed")
-        self._store.check_available()
+        await self._store.check_available()
 
     async def close(self) -> None:
         self._closed = True
@@ -90,8 +91,9 @@ class MemoryStore:
 
     # --- test controls ------------------------------------------------------------------
 
-    def check_available(self) -> None:
-        """Raise `DatabaseUnavailable` while `fail_next` counts down."""
+    async def check_available(self) -> None:
+        """Yield to the loop once, as a round trip would; `DatabaseUnavailable` during an outage."""
+        await asyncio.sleep(0)
         if self.fail_next > 0:
             self.fail_next -= 1
             raise DatabaseUnavailable("the in-memory store is down (fail_next)")
@@ -101,6 +103,14 @@ class MemoryStore:
         for listening in list(self._listening):
             self._listening.remove(listening)
             listening.on_lost()
+
+    def insert_silently(self, events: Sequence[PendingEvent]) -> None:
+        """Store events with no wake-up, as if their NOTIFY had been lost."""
+        self._insert(events)
+
+    def send_wake_up(self, payload: str) -> None:
+        """Deliver `payload` as is to every listener (malformed ones included)."""
+        self._notify([payload])
 
     def forget(self, listening: MemoryListening) -> None:
         if listening in self._listening:
@@ -124,17 +134,17 @@ class MemoryStore:
     # --- workspaces, threads, runs ------------------------------------------------------
 
     async def ensure_workspace(self, name: str) -> WorkspaceId:
-        self.check_available()
+        await self.check_available()
         return self._workspaces.setdefault(name, WorkspaceId(new_id()))
 
     async def create_thread(self, workspace_id: WorkspaceId, title: str | None) -> ThreadRecord:
-        self.check_available()
+        await self.check_available()
         thread = ThreadRecord(ThreadId(new_id()), workspace_id, title, self.clock())
         self._threads[thread.thread_id] = thread
         return thread
 
     async def get_thread(self, workspace_id: WorkspaceId, thread_id: ThreadId) -> ThreadRecord:
-        self.check_available()
+        await self.check_available()
         thread = self._threads.get(thread_id)
         if thread is None or thread.workspace_id != workspace_id:
             raise NotFound(f"thread {thread_id} not found")
@@ -149,7 +159,7 @@ class MemoryStore:
         request_id: str | None = None,
         message: ChatMessage | None = None,
     ) -> RunRecord:
-        self.check_available()
+        await self.check_available()
         if any(
             r.record.thread_id == thread.thread_id and r.record.status in ACTIVE_STATUSES
             for r in self._runs.values()
@@ -181,7 +191,7 @@ class MemoryStore:
         return record
 
     async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
-        self.check_available()
+        await self.check_available()
         return self._run(run_id, workspace_id).record
 
     # --- stream events ------------------------------------------------------------------
@@ -197,13 +207,13 @@ class MemoryStore:
                 )
 
     async def append_events(self, events: Sequence[PendingEvent]) -> None:
-        self.check_available()
+        await self.check_available()
         if events:
             self._insert(events)
             self._notify(notify_payloads((e.run_id, e.seq) for e in events))
 
     async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
-        self.check_available()
+        await self.check_available()
         return self._read(run_id, after, limit)
 
     def _read(self, run_id: RunId, after: int, limit: int) -> list[StoredEvent]:
@@ -219,7 +229,7 @@ class MemoryStore:
         runs: Sequence[RunFlush],
         events: Sequence[PendingEvent],
     ) -> set[RunId]:
-        self.check_available()
+        await self.check_available()
         if not runs:
             return set()
         now = self.clock()
@@ -258,7 +268,7 @@ class MemoryStore:
         return accepted
 
     async def release_runs(self, writer_id: str, run_ids: Sequence[RunId]) -> set[RunId]:
-        self.check_available()
+        await self.check_available()
         released: set[RunId] = set()
         for run_id in run_ids:
             run = self._runs.get(run_id)
@@ -269,7 +279,7 @@ class MemoryStore:
         return released
 
     async def request_cancel(self, workspace_id: WorkspaceId, run_id: RunId, by: str) -> RunRecord:
-        self.check_available()
+        await self.check_available()
         run = self._run(run_id, workspace_id)
         if run.record.status in ACTIVE_STATUSES:
             self._update(run, abort_requested_at=run.record.abort_requested_at or self.clock())
@@ -279,7 +289,7 @@ class MemoryStore:
     async def claim_expired_runs(
         self, writer_id: str, lease_s: float, limit: int
     ) -> list[RunRecord]:
-        self.check_available()
+        await self.check_available()
         now = self.clock()
         expired = sorted(
             (
@@ -297,7 +307,7 @@ class MemoryStore:
         return sorted((r.record for r in expired), key=lambda r: r.created_at)
 
     async def delete_expired_events(self, retention_s: float) -> int:
-        self.check_available()
+        await self.check_available()
         cutoff = self.clock() - timedelta(seconds=retention_s)
         deleted = 0
         for run in self._runs.values():
@@ -320,19 +330,19 @@ class MemoryStore:
     async def list_messages(
         self, thread_id: ThreadId, *, run_id: RunId | None = None
     ) -> list[StoredMessage]:
-        self.check_available()
+        await self.check_available()
         transcript = self._messages.get(thread_id, [])
         return [m for m in transcript if run_id is None or m.run_id == run_id]
 
     async def list_integrations(self, workspace_id: WorkspaceId) -> list[IntegrationRecord]:
-        self.check_available()
+        await self.check_available()
         found = [r for r, _ in self._integrations.values() if r.workspace_id == workspace_id]
         return sorted(found, key=lambda r: r.name)
 
     async def create_integration(
         self, workspace_id: WorkspaceId, kind: str, name: str, credentials: dict[str, Any]
     ) -> IntegrationRecord:
-        self.check_available()
+        await self.check_available()
         if any(
             r.workspace_id == workspace_id and r.name == name
             for r, _ in self._integrations.values()
@@ -345,7 +355,7 @@ class MemoryStore:
     async def integration_credentials(
         self, integration_id: IntegrationId
     ) -> tuple[IntegrationRecord, dict[str, Any]]:
-        self.check_available()
+        await self.check_available()
         found = self._integrations.get(integration_id)
         if found is None:
             raise NotFound(f"integration {integration_id} not found")
@@ -354,7 +364,7 @@ class MemoryStore:
     # --- read side ----------------------------------------------------------------------
 
     async def get_run_state(self, workspace_id: WorkspaceId, run_id: RunId) -> RunState:
-        self.check_available()
+        await self.check_available()
         run = self._run(run_id, workspace_id)
         head = max([run.record.last_seq, *run.events])
         return RunState(run.record, head, run.aborted_by)
@@ -362,7 +372,7 @@ class MemoryStore:
     async def read_events_many(
         self, heads: Mapping[RunId, int], limit_per_run: int
     ) -> dict[RunId, list[StoredEvent]]:
-        self.check_available()
+        await self.check_available()
         found: dict[RunId, list[StoredEvent]] = {}
         for run_id, head in heads.items():
             events = self._read(run_id, head, limit_per_run)
@@ -373,7 +383,7 @@ class MemoryStore:
     async def listen(
         self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
     ) -> MemoryListening:
-        self.check_available()
+        await self.check_available()
         listening = MemoryListening(self, on_payload, on_lost)
         self._listening.append(listening)
         return listening
