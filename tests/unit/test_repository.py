@@ -11,18 +11,58 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("models", "broker", "subscribe", "agents")
 
-# What each package may import from the project (design section 2).
-ALLOWED: dict[str, set[str]] = {
+# The rooms of the house (README "Layout", docs/ARCHITECTURE.md) and what each may
+# import from the project. The features (write, integrations, subscribe, agents)
+# never import one another: only the composition roots wire them together.
+ROOMS: dict[str, set[str]] = {
     "models": set(),
     "agents": {"models"},
-    "subscribe": {"broker", "models"},
-    "broker": {"models"},
+    "broker.errors": set(),
+    "broker.store": {"broker.errors", "models"},
+    "broker.web": {"broker.errors", "broker.store", "models"},
+    "broker.write": {"broker.errors", "broker.store", "broker.web", "models"},
+    "broker.integrations": {"broker.errors", "broker.store", "broker.web", "models"},
+    "subscribe": {"broker.errors", "broker.store", "broker.web", "models"},
 }
-# The composition roots: the app factory wires both sides, the CLI starts every service.
-WIRING = {"broker/app.py": {"subscribe"}, "broker/cli.py": {"subscribe", "agents"}}
+FEATURES = {"broker.write", "broker.integrations", "subscribe", "agents"}
+# The composition roots: the app factory wires the broker's rooms and the read side,
+# the CLI starts every service.
+ROOTS: dict[str, set[str]] = {
+    "broker.app": set(ROOMS) - {"agents"},
+    "broker.cli": set(ROOMS) | {"broker.app"},
+}
+# Code that runs against the store's ports, never the PostgreSQL adapter itself.
+ON_PORTS = (
+    "broker.write.streams",
+    "broker.write.producer",
+    "broker.write.retention",
+    "broker.write.run_stream",
+    "subscribe.hub",
+    "subscribe.listener",
+    "subscribe.subscription",
+    "subscribe.tail",
+    "subscribe.viewer",
+)
+TEST_ONLY = ("broker.store.memory",)
+
+
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _room_of(module: str) -> str | None:
+    """The longest room name that `module` is, or lies inside."""
+    for room in sorted(ROOMS, key=len, reverse=True):
+        if module == room or module.startswith(room + "."):
+            return room
+    return None
 
 
 def _local_imports(path: Path) -> set[str]:
+    """The project modules `path` imports, as dotted names."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         names: list[str] = []
@@ -30,25 +70,80 @@ def _local_imports(path: Path) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
-        found.update(n.split(".")[0] for n in names if n.split(".")[0] in PACKAGES)
+        found.update(n for n in names if n.split(".")[0] in PACKAGES)
     return found
 
 
-def test_packages_import_only_what_the_design_allows() -> None:
+def _modules() -> list[tuple[str, Path]]:
+    return [
+        (_module_of(path), path)
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+    ]
+
+
+def _violations(module: str, imports: set[str]) -> list[str]:
+    found = []
+    room = _room_of(module)
+    allowed = ROOTS.get(module) if module in ROOTS else (ROOMS[room] | {room} if room else None)
+    for imported in sorted(imports):
+        target = _room_of(imported) or imported
+        if allowed is None:
+            found.append(f"{module} lies in no room")
+        elif target not in allowed:
+            found.append(f"{module} imports {imported}")
+        elif module in ON_PORTS and imported == "broker.store.postgres":
+            found.append(f"{module} imports the adapter, not its ports")
+        elif imported in TEST_ONLY:
+            found.append(f"{module} imports the test twin {imported}")
+    return found
+
+
+def test_every_module_lies_in_a_room_and_imports_only_what_its_room_may() -> None:
     violations = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            relative = path.relative_to(ROOT).as_posix()
-            allowed = ALLOWED[package] | {package} | WIRING.get(relative, set())
-            for imported in _local_imports(path) - allowed:
-                violations.append(f"{relative} imports {imported}")
+    for module, path in _modules():
+        if module in ("broker",):
+            continue
+        violations += _violations(module, _local_imports(path))
     assert violations == []
 
 
-def test_the_import_check_notices_a_violation(tmp_path: Path) -> None:
+def test_only_the_composition_roots_wire_features_together() -> None:
+    for module, _ in _modules():
+        if module in ROOTS:
+            continue
+        room = _room_of(module)
+        reachable = ROOMS.get(room or "", set())
+        assert not (reachable & FEATURES - {room}), f"{module}'s room may import a feature"
+
+
+def test_the_import_check_notices_each_kind_of_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from broker.store.postgres import Store\nimport subscribe.tail\n")
-    assert _local_imports(bad) == {"broker", "subscribe"}
+    assert _local_imports(bad) == {"broker.store.postgres", "subscribe.tail"}
+    assert _violations("broker.write.routes", {"subscribe.tail"}) == [
+        "broker.write.routes imports subscribe.tail"
+    ]
+    assert _violations("subscribe.routes", {"broker.write.producer"}) == [
+        "subscribe.routes imports broker.write.producer"
+    ]
+    assert _violations("broker.store.postgres", {"broker.web.http"}) == [
+        "broker.store.postgres imports broker.web.http"
+    ]
+    assert _violations("subscribe.hub", {"broker.store.postgres"}) == [
+        "subscribe.hub imports the adapter, not its ports"
+    ]
+    assert _violations("broker.web.http", {"broker.store.memory"}) == [
+        "broker.web.http imports the test twin broker.store.memory"
+    ]
+    assert _violations("broker.cli", {"agents.app", "subscribe.hub"}) == []
+    assert _violations("broker.helpers", {"models.ids"}) == ["broker.helpers lies in no room"]
+    assert _violations("broker.app", {"agents.app"}) == ["broker.app imports agents.app"]
+
+
+def test_no_module_of_the_packages_is_over_400_lines() -> None:
+    long = {m: n for m, p in _modules() if (n := len(p.read_text().splitlines())) > 400}
+    assert long == {}
 
 
 def _readme_commands() -> list[str]:
