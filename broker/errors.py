@@ -1,29 +1,40 @@
-"""The broker's exceptions, one tree rooted at `BrokerError`.
+"""The broker's exceptions: one tree rooted at `BrokerError`, and the one error table.
 
-    BrokerError
-    ├── ConfigError            settings missing, malformed or refused
-    ├── CryptoError
-    │   ├── UnknownKeyError    a row names a key the keyring does not hold
-    │   └── DecryptionError    tampered ciphertext, or a value moved to another row
-    ├── AuthError              no, malformed, forged or expired credentials
-    ├── StoreError
-    │   ├── NotFound           no such row in the caller's workspace
-    │   ├── Conflict           e.g. a thread that already has a run streaming
-    │   └── DatabaseUnavailable  the driver could not reach PostgreSQL
-    ├── AgentError             the agent service could not be used as asked
-    │   ├── AgentUnavailable   refused, 5xx or timed out (retried with backoff)
-    │   ├── AgentConflict      the agent already runs this run id (re-attach instead)
-    │   ├── AgentRejected      a 4xx: the request itself is wrong, not retried
-    │   └── AgentStreamBroken  the stream failed after events began
-    └── IntegrationError       an integration could not answer; `code` is the contract's
-        ├── IntegrationUnavailable  its database cannot be reached
-        └── QueryError
-            ├── QueryRejected  a write, several statements, no privilege
-            ├── QueryTimeout   over the statement timeout
-            └── QueryFailed    PostgreSQL refused the query (syntax, unknown table...)
+Every class carries the contract's `code` and the HTTP `status` it is
+answered with; `broker.web.http` has a single handler that answers them all
+as `{"error": {"code", "message"}}`. Read side errors (`subscribe.errors`)
+join the same tree.
+
+    class                          code                     status
+    BrokerError                    internal_error           500
+    ├── ConfigError                internal_error           500  settings missing or refused
+    ├── CryptoError                internal_error           500
+    │   ├── UnknownKeyError        internal_error           500  a row names an unknown key
+    │   └── DecryptionError        internal_error           500  tampered, or moved to another row
+    ├── AuthError                  unauthorized             401  no, forged or expired credentials
+    ├── RequestError               bad_request              400
+    │   ├── PayloadTooLarge        payload_too_large        413
+    │   └── ShuttingDown           shutting_down            503  retry on another replica
+    ├── StoreError                 internal_error           500
+    │   ├── NotFound               not_found                404  not in the caller's workspace
+    │   ├── Conflict               conflict                 409  e.g. a thread with a run streaming
+    │   └── DatabaseUnavailable    database_unavailable     503  PostgreSQL cannot be reached
+    ├── AgentError                 agent_error              502  ends a run, never answered
+    │   ├── AgentUnavailable       agent_unavailable        502  refused, 5xx or timed out (retried)
+    │   ├── AgentConflict          agent_conflict           409  the agent already runs this run id
+    │   ├── AgentRejected          agent_rejected           502  a 4xx: the request itself is wrong
+    │   └── AgentStreamBroken      agent_stream_failed      502  the stream broke after events
+    └── IntegrationError           integration_error        400  an integration could not answer
+        ├── IntegrationUnavailable integration_unavailable  502  its database cannot be reached
+        └── QueryError             query_failed             422
+            ├── QueryRejected      query_rejected           400  a write, several statements...
+            ├── QueryTimeout       query_timeout            408  over the statement timeout
+            └── QueryFailed        query_failed             422  PostgreSQL refused the query
 
 Driver errors are translated where they enter (`raise ... from exc`), so no
-code above the store sees asyncpg or SQLAlchemy exceptions.
+code above the store sees asyncpg or SQLAlchemy exceptions. A class with a
+`public_message` answers that instead of its own text (which may name
+internals, as a driver's does).
 """
 
 from __future__ import annotations
@@ -46,10 +57,13 @@ __all__ = [
     "IntegrationError",
     "IntegrationUnavailable",
     "NotFound",
+    "PayloadTooLarge",
     "QueryError",
     "QueryFailed",
     "QueryRejected",
     "QueryTimeout",
+    "RequestError",
+    "ShuttingDown",
     "StoreError",
     "UnknownKeyError",
 ]
@@ -58,13 +72,20 @@ __all__ = [
 class BrokerError(Exception):
     """Base of every error the broker raises on purpose."""
 
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    public_message: ClassVar[str | None] = None
+    """Answered instead of the exception's text, when the text may name internals."""
+    headers: ClassVar[dict[str, str]] = {}
+    """Extra response headers of the answer."""
+
 
 class ConfigError(BrokerError):
-    pass
+    public_message = "internal error"
 
 
 class CryptoError(BrokerError):
-    pass
+    public_message = "internal error"
 
 
 class UnknownKeyError(CryptoError):
@@ -76,7 +97,26 @@ class DecryptionError(CryptoError):
 
 
 class AuthError(BrokerError):
-    pass
+    code = "unauthorized"
+    status = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class RequestError(BrokerError):
+    """The request cannot be served as sent."""
+
+    code = "bad_request"
+    status = 400
+
+
+class PayloadTooLarge(RequestError):
+    code = "payload_too_large"
+    status = 413
+
+
+class ShuttingDown(RequestError):
+    code = "shutting_down"
+    status = 503
 
 
 class StoreError(BrokerError):
@@ -84,58 +124,72 @@ class StoreError(BrokerError):
 
 
 class NotFound(StoreError):
-    pass
+    code = "not_found"
+    status = 404
 
 
 class Conflict(StoreError):
-    pass
+    code = "conflict"
+    status = 409
 
 
 class DatabaseUnavailable(StoreError):
-    pass
+    code = "database_unavailable"
+    status = 503
+    public_message = "the database is unavailable"
 
 
 class AgentError(BrokerError):
     """The agent service could not be used as asked."""
 
+    code = "agent_error"
+    status = 502
+
 
 class AgentUnavailable(AgentError):
-    pass
+    code = "agent_unavailable"
 
 
 class AgentConflict(AgentError):
-    pass
+    code = "agent_conflict"
+    status = 409
 
 
 class AgentRejected(AgentError):
-    pass
+    code = "agent_rejected"
 
 
 class AgentStreamBroken(AgentError):
-    pass
+    code = "agent_stream_failed"
 
 
 class IntegrationError(BrokerError):
     """An integration could not answer; `code` is the contract's error code."""
 
-    code: ClassVar[str] = "integration_error"
+    code = "integration_error"
+    status = 400
 
 
 class IntegrationUnavailable(IntegrationError):
     code = "integration_unavailable"
+    status = 502
 
 
 class QueryError(IntegrationError):
     code = "query_failed"
+    status = 422
 
 
 class QueryRejected(QueryError):
     code = "query_rejected"
+    status = 400
 
 
 class QueryTimeout(QueryError):
     code = "query_timeout"
+    status = 408
 
 
 class QueryFailed(QueryError):
     code = "query_failed"
+    status = 422

@@ -1,31 +1,35 @@
-"""The read side's exceptions, one tree rooted at `SubscribeError`.
+"""The read side's exceptions: a subtree of `broker.errors`, so the one table answers them.
 
-    SubscribeError
-    ├── InvalidCursor     a cursor that is not null, "now" or a decimal seq (400)
-    ├── NotAcceptable     an `Accept` header no renderer satisfies (406)
-    └── StreamBroken      the table lacks rows the delivery rule needs (a bug or
-                          a deleted live run); the stream ends, the client resumes
-
-The routes translate the first two into the contract's error shape; the
-third ends one viewer's stream and is logged.
+BrokerError
+└── SubscribeError
+    ├── InvalidCursor     invalid_cursor   400  not null, "now" or a decimal seq
+    ├── NotAcceptable     not_acceptable   406  an `Accept` no renderer satisfies
+    └── StreamBroken      stream_broken    500  the table lacks rows the delivery rule
+                                                needs (a bug or a deleted live run); the
+                                                stream ends, the client resumes
 """
 
 from __future__ import annotations
 
+from broker.errors import BrokerError
+
 __all__ = ["InvalidCursor", "NotAcceptable", "StreamBroken", "SubscribeError"]
 
 
-class SubscribeError(Exception):
+class SubscribeError(BrokerError):
     """Base of every error the read side raises on purpose."""
 
 
 class InvalidCursor(SubscribeError):
-    pass
+    code = "invalid_cursor"
+    status = 400
 
 
 class NotAcceptable(SubscribeError):
-    pass
+    code = "not_acceptable"
+    status = 406
 
 
 class StreamBroken(SubscribeError):
-    pass
+    code = "stream_broken"
+    status = 500

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from broker.errors import DatabaseUnavailable
-from broker.web.http import error_response
+from broker.web.http import error_answer
 from subscribe.errors import StreamBroken
 
 __all__ = ["RacingStreamResponse"]
@@ -73,13 +73,7 @@ class RacingStreamResponse(Response):
             # Ending the stream is the honest answer: the client resumes from its cursor.
             log.warning("stream_ended_early", error=str(exc))
             if not started:
-                if isinstance(exc, DatabaseUnavailable):
-                    answer = error_response(
-                        503, "database_unavailable", "the database is unavailable"
-                    )
-                else:
-                    answer = error_response(500, "stream_broken", str(exc))
-                await answer(scope, receive, send)
+                await error_answer(exc)(scope, receive, send)
                 return
         if not started:
             await self._start(send)

@@ -30,13 +30,12 @@ from broker.errors import NotFound
 from broker.store.postgres import Store
 from broker.store.records import RunState
 from broker.web.auth import Principal
-from broker.web.http import ApiError, authenticate, get_settings, get_store
+from broker.web.http import authenticate, get_settings, get_store
 from broker.web.metrics import Metrics
 from broker.web.sse import encode_comment, encode_retry
 from models.events import StoredEvent
 from models.ids import RunId, ThreadId
 from subscribe.cursor import parse_cursor, resolve_cursor
-from subscribe.errors import InvalidCursor, NotAcceptable
 from subscribe.hub import Hub
 from subscribe.negotiation import Format, negotiate
 from subscribe.render import json_document, render_markdown, render_plain, run_view
@@ -124,14 +123,8 @@ async def list_messages(request: Request, thread_id: str, caller: Caller) -> Mes
 async def _answer(
     request: Request, caller: Principal, run_id: str, cursor_text: str | None, wait: bool
 ) -> Response:
-    try:
-        answer_format = negotiate(request.headers.get("accept"))
-    except NotAcceptable as exc:
-        raise ApiError(406, "not_acceptable", str(exc)) from exc
-    try:
-        cursor = parse_cursor(cursor_text)
-    except InvalidCursor as exc:
-        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    answer_format = negotiate(request.headers.get("accept"))
+    cursor = parse_cursor(cursor_text)
     store = get_store(request)
     state = await store.get_run_state(caller.workspace_id, RunId(_parse_id(run_id, "run")))
     after = resolve_cursor(cursor, state.head)

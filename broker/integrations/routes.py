@@ -32,16 +32,22 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
-from broker.errors import AuthError, CryptoError, IntegrationError, NotFound, QueryRejected
+from broker.errors import (
+    AuthError,
+    BrokerError,
+    CryptoError,
+    IntegrationError,
+    NotFound,
+    QueryRejected,
+)
 from broker.integrations.querying import run_query
 from broker.store.records import IntegrationRecord
 from broker.web.auth import Principal
-from broker.web.http import ApiError, authenticate, get_settings, get_store
+from broker.web.http import authenticate, get_settings, get_store
 from broker.web.metrics import Metrics
 from models.ids import IntegrationId
 
 __all__ = [
-    "ERROR_STATUS",
     "CreateIntegration",
     "IntegrationOut",
     "PostgresCredentials",
@@ -55,14 +61,6 @@ log = structlog.get_logger(__name__)
 router = APIRouter()
 
 Caller = Annotated[Principal, Depends(authenticate)]
-
-ERROR_STATUS: dict[str, int] = {
-    "query_rejected": 400,
-    "query_timeout": 408,
-    "query_failed": 422,
-    "integration_unavailable": 502,
-}
-"""The HTTP status of each `IntegrationError` code."""
 
 _DSN_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+asyncpg"})
 
@@ -182,7 +180,7 @@ async def query_integration(
             sql_chars=len(body.sql),
             duration_ms=round(elapsed * 1000, 1),
         )
-        raise ApiError(ERROR_STATUS.get(exc.code, 400), exc.code, str(exc)) from exc
+        raise
     elapsed = time.perf_counter() - started
     metrics.integration_queries.labels(outcome="ok").inc()
     metrics.integration_query_duration.observe(elapsed)
@@ -209,6 +207,4 @@ async def _credentials(
         return await get_store(request).integration_credentials(parsed)
     except CryptoError as exc:
         log.error("integration_credentials_unreadable", integration_id=str(parsed), error=str(exc))
-        raise ApiError(
-            500, "internal_error", "the integration's credentials cannot be opened"
-        ) from exc
+        raise BrokerError("the integration's credentials cannot be opened") from exc

@@ -1,9 +1,10 @@
 """HTTP conventions of the public contract (design section 4).
 
-Errors are always `{"error": {"code", "message"}}` with a fitting status;
-`ApiError` carries them, and the handlers installed here turn FastAPI's own
-validation errors, unknown routes and the broker's exceptions into that
-shape. Every request gets an `X-Request-ID` (the caller's, or a new one),
+Errors are always `{"error": {"code", "message"}}` with a fitting status.
+Every `BrokerError` carries its code and status (the table in
+`broker.errors`), and one handler answers them all; FastAPI's own
+validation errors and unknown routes are put in the same shape where they
+enter. Every request gets an `X-Request-ID` (the caller's, or a new one),
 bound into the logs and sent back. Bodies over the limit are refused with
 413 before they are read into memory.
 """
@@ -20,16 +21,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.errors import AuthError, Conflict, DatabaseUnavailable, NotFound
+from broker.errors import AuthError, BrokerError, PayloadTooLarge
 from broker.store.postgres import Store
 from broker.web.auth import COOKIE_NAME, Principal, verify_token
 from broker.web.settings import Settings
 
 __all__ = [
-    "ApiError",
     "BodyLimitMiddleware",
     "RequestIdMiddleware",
     "authenticate",
+    "error_answer",
+    "error_response",
     "get_settings",
     "get_store",
     "install_error_handlers",
@@ -52,26 +54,26 @@ _STATUS_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error answered to the client as `{"error": {"code", "message"}}`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """`{"error": {"code", "message", ...extra}}` with `status`."""
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+
+
+def error_answer(exc: BrokerError) -> JSONResponse:
+    """The contract's answer to a broker error, by its row of the error table."""
+    if exc.status >= 500:
+        log.warning("request_failed", code=exc.code, error=str(exc)[:500])
+    response = error_response(exc.status, exc.code, exc.public_message or str(exc))
+    response.headers.update(exc.headers)
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error that reaches the edge onto the contract's error shape."""
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+    @app.exception_handler(BrokerError)
+    async def _broker_error(request: Request, exc: BrokerError) -> JSONResponse:
+        return error_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,25 +88,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return error_response(404, "not_found", str(exc))
-
-    @app.exception_handler(Conflict)
-    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
-        return error_response(409, "conflict", str(exc))
-
-    @app.exception_handler(AuthError)
-    async def _auth(request: Request, exc: AuthError) -> JSONResponse:
-        response = error_response(401, "unauthorized", str(exc))
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-
-    @app.exception_handler(DatabaseUnavailable)
-    async def _unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        log.warning("database_unavailable", error=str(exc))
-        return error_response(503, "database_unavailable", "the database is unavailable")
 
 
 class RequestIdMiddleware:
@@ -155,7 +138,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiError(413, "payload_too_large", "request body too large")
+                    raise PayloadTooLarge("request body too large")
             return message
 
         await self.app(scope, limited_receive, send)

@@ -222,15 +222,15 @@ class _Producer:
             except AgentUnavailable as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    self._end("agent_unavailable", str(exc))
+                    self._end(exc.code, str(exc))
                     return
                 self._log.info("agent_unavailable_retrying", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
             except AgentRejected as exc:
-                self._end("agent_rejected", str(exc))
+                self._end(exc.code, str(exc))
                 return
             except AgentStreamBroken as exc:
-                await self._fail("agent_stream_failed", str(exc))
+                await self._fail(exc.code, str(exc))
                 return
 
     def _take(self, frame: ServerSentEvent) -> bool:

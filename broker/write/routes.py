@@ -18,10 +18,10 @@ import structlog
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from broker.errors import NotFound
+from broker.errors import NotFound, PayloadTooLarge, ShuttingDown
 from broker.store.postgres import Store
 from broker.web.auth import Principal
-from broker.web.http import ApiError, authenticate, get_settings, get_store, request_id_of
+from broker.web.http import authenticate, get_settings, get_store, request_id_of
 from broker.web.settings import Settings
 from broker.write.producer import Producers
 from models.events import ChatMessage
@@ -100,13 +100,11 @@ async def start_run(
     """Start a run on a thread: 202 at once, the agent's events follow in the background."""
     producers: Producers = request.app.state.producers
     if not producers.accepting:
-        raise ApiError(503, "shutting_down", "the broker is shutting down; retry on another")
+        raise ShuttingDown("the broker is shutting down; retry on another")
     size = len(body.message.encode())
     if size > settings.max_message_bytes:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"message is {size} bytes, over the limit of {settings.max_message_bytes}",
+        raise PayloadTooLarge(
+            f"message is {size} bytes, over the limit of {settings.max_message_bytes}"
         )
     thread = await store.get_thread(principal.workspace_id, _thread_id(thread_id))
     request_id = request_id_of(request)
