@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from broker.store.records import RunState
+from models.api import RunOut
 from models.events import StoredEvent
-from subscribe.schemas import RunOut
 
 __all__ = [
     "Block",

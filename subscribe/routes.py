@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncGenerator
 from typing import Annotated
 
@@ -26,13 +25,13 @@ import structlog
 from fastapi import APIRouter, Body, Depends, Header, Request
 from fastapi.responses import Response
 
-from broker.errors import NotFound
 from broker.store.postgres import Store
-from broker.store.records import RunState
+from broker.store.records import RunState, StoredMessage
 from broker.web.auth import Principal
-from broker.web.http import authenticate, get_settings, get_store
+from broker.web.http import authenticate, get_settings, get_store, path_id
 from broker.web.metrics import Metrics
 from broker.web.sse import encode_comment, encode_retry
+from models.api import MessageOut, MessagesOut, RunOut, SubscribeRequest
 from models.events import StoredEvent
 from models.ids import RunId, ThreadId
 from subscribe.cursor import parse_cursor, resolve_cursor
@@ -40,7 +39,6 @@ from subscribe.hub import Hub
 from subscribe.negotiation import Format, negotiate
 from subscribe.render import json_document, render_markdown, render_plain, run_view
 from subscribe.response import RacingStreamResponse
-from subscribe.schemas import MessageOut, MessagesOut, RunOut, SubscribeRequest
 from subscribe.subscription import due_frames, live_frames
 from subscribe.viewer import Frame
 
@@ -62,11 +60,15 @@ _STREAM_HEADERS = {
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-def _parse_id(text: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound(f"{what} {text[:64]} not found") from None
+def _message_out(stored: StoredMessage) -> MessageOut:
+    return MessageOut(
+        id=str(stored.message_id),
+        run_id=str(stored.run_id) if stored.run_id is not None else None,
+        position=stored.position,
+        role=stored.message.role,
+        content=stored.message.content,
+        created_at=stored.created_at,
+    )
 
 
 def _hub(request: Request) -> Hub:
@@ -107,7 +109,7 @@ async def events(
 @router.get("/api/runs/{run_id}")
 async def get_run(request: Request, run_id: str, caller: Caller) -> RunOut:
     state = await get_store(request).get_run_state(
-        caller.workspace_id, RunId(_parse_id(run_id, "run"))
+        caller.workspace_id, RunId(path_id(run_id, "run"))
     )
     return run_view(state)
 
@@ -115,9 +117,9 @@ async def get_run(request: Request, run_id: str, caller: Caller) -> RunOut:
 @router.get("/api/threads/{thread_id}/messages")
 async def list_messages(request: Request, thread_id: str, caller: Caller) -> MessagesOut:
     store = get_store(request)
-    thread = await store.get_thread(caller.workspace_id, ThreadId(_parse_id(thread_id, "thread")))
+    thread = await store.get_thread(caller.workspace_id, ThreadId(path_id(thread_id, "thread")))
     messages = await store.list_messages(thread.thread_id)
-    return MessagesOut(messages=[MessageOut.of(message) for message in messages])
+    return MessagesOut(messages=[_message_out(message) for message in messages])
 
 
 async def _answer(
@@ -126,7 +128,7 @@ async def _answer(
     answer_format = negotiate(request.headers.get("accept"))
     cursor = parse_cursor(cursor_text)
     store = get_store(request)
-    state = await store.get_run_state(caller.workspace_id, RunId(_parse_id(run_id, "run")))
+    state = await store.get_run_state(caller.workspace_id, RunId(path_id(run_id, "run")))
     after = resolve_cursor(cursor, state.head)
     # Bound for the rest of this request, the stream's tasks included (they copy it).
     structlog.contextvars.bind_contextvars(run_id=str(state.record.run_id))

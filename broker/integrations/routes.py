@@ -23,35 +23,28 @@ from __future__ import annotations
 
 import hmac
 import time
-import uuid
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from broker.errors import (
     AuthError,
     BrokerError,
     CryptoError,
     IntegrationError,
-    NotFound,
     QueryRejected,
 )
 from broker.integrations.querying import run_query
 from broker.store.records import IntegrationRecord
 from broker.web.auth import Principal
-from broker.web.http import authenticate, get_settings, get_store
+from broker.web.http import authenticate, get_settings, get_store, path_id
 from broker.web.metrics import Metrics
+from models.api import CreateIntegration, IntegrationList, IntegrationOut, QueryRequest
 from models.ids import IntegrationId
 
 __all__ = [
-    "CreateIntegration",
-    "IntegrationOut",
-    "PostgresCredentials",
-    "QueryRequest",
     "require_local_secret",
     "router",
 ]
@@ -62,55 +55,9 @@ router = APIRouter()
 
 Caller = Annotated[Principal, Depends(authenticate)]
 
-_DSN_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+asyncpg"})
 
-
-class PostgresCredentials(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dsn: SecretStr = Field(min_length=1, max_length=4096)
-
-    @field_validator("dsn")
-    @classmethod
-    def _postgres_url(cls, value: SecretStr) -> SecretStr:
-        # The message must not quote the value: it is answered in the 422.
-        try:
-            scheme = urlsplit(value.get_secret_value()).scheme
-        except ValueError:
-            scheme = ""
-        if scheme not in _DSN_SCHEMES:
-            raise ValueError("must be a postgresql:// URL")
-        return value
-
-
-class CreateIntegration(BaseModel):
-    """`POST /api/integrations`; `kind` becomes a discriminated union when a second one lands."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["postgres"]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    credentials: PostgresCredentials
-
-
-class IntegrationOut(BaseModel):
-    id: str
-    kind: str
-    name: str
-
-    @classmethod
-    def of(cls, record: IntegrationRecord) -> IntegrationOut:
-        return cls(id=str(record.integration_id), kind=record.kind, name=record.name)
-
-
-class IntegrationList(BaseModel):
-    integrations: list[IntegrationOut]
-
-
-class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    sql: str = Field(min_length=1, max_length=100_000)
+def _integration_out(record: IntegrationRecord) -> IntegrationOut:
+    return IntegrationOut(id=str(record.integration_id), kind=record.kind, name=record.name)
 
 
 def require_local_secret(request: Request) -> None:
@@ -139,13 +86,13 @@ async def create_integration(
         kind=record.kind,
         name=record.name,
     )
-    return IntegrationOut.of(record)
+    return _integration_out(record)
 
 
 @router.get("/api/integrations", response_model=IntegrationList)
 async def list_integrations(request: Request, principal: Caller) -> IntegrationList:
     records = await get_store(request).list_integrations(principal.workspace_id)
-    return IntegrationList(integrations=[IntegrationOut.of(record) for record in records])
+    return IntegrationList(integrations=[_integration_out(record) for record in records])
 
 
 @router.post(
@@ -199,10 +146,7 @@ async def _credentials(
     request: Request, integration_id: str
 ) -> tuple[IntegrationRecord, dict[str, object]]:
     """The integration and its opened credentials; a malformed id is just not found."""
-    try:
-        parsed = IntegrationId(uuid.UUID(integration_id))
-    except ValueError as exc:
-        raise NotFound(f"integration {integration_id[:64]!r} not found") from exc
+    parsed = IntegrationId(path_id(integration_id, "integration"))
     try:
         return await get_store(request).integration_credentials(parsed)
     except CryptoError as exc:

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.errors import AuthError, BrokerError, PayloadTooLarge
+from broker.errors import AuthError, BrokerError, NotFound, PayloadTooLarge
 from broker.store.postgres import Store
 from broker.web.auth import COOKIE_NAME, Principal, verify_token
 from broker.web.settings import Settings
@@ -35,6 +35,7 @@ __all__ = [
     "get_settings",
     "get_store",
     "install_error_handlers",
+    "path_id",
     "request_id_of",
 ]
 
@@ -148,6 +149,14 @@ class BodyLimitMiddleware:
             413, "payload_too_large", f"request body over {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
+
+
+def path_id(raw: str, what: str) -> uuid.UUID:
+    """A path's id; anything that is not a UUID is just not found (`NotFound`, 404)."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"{what} {raw[:64]!r} not found") from None
 
 
 def request_id_of(request: Request) -> str:

@@ -10,68 +10,26 @@ is opaque to clients), thread busy (409, the database's partial unique index).
 
 from __future__ import annotations
 
-import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from broker.errors import NotFound, PayloadTooLarge, ShuttingDown
+from broker.errors import PayloadTooLarge, ShuttingDown
 from broker.store.postgres import Store
 from broker.web.auth import Principal
-from broker.web.http import authenticate, get_settings, get_store, request_id_of
+from broker.web.http import authenticate, get_settings, get_store, path_id, request_id_of
 from broker.web.settings import Settings
 from broker.write.producer import Producers
+from models.api import CreateThread, RunAccepted, StartRun, ThreadCreated
 from models.events import ChatMessage
 from models.ids import ThreadId
 
-__all__ = ["CreateThread", "RunAccepted", "StartRun", "ThreadCreated", "router"]
+__all__ = ["router"]
 
 log = structlog.get_logger(__name__)
 
 router = APIRouter()
-
-
-class _Body(BaseModel):
-    # Unknown fields are ignored, so clients written against a later contract still work.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class CreateThread(_Body):
-    title: str | None = Field(default=None, max_length=500)
-
-    @field_validator("title")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
-
-
-class ThreadCreated(BaseModel):
-    thread_id: str
-    title: str | None
-    created_at: datetime
-
-
-class StartRun(_Body):
-    message: str
-
-    @field_validator("message")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-
-class RunAccepted(BaseModel):
-    run_id: str
-    thread_id: str
-    status: Literal["streaming"] = "streaming"
-    subscribe_url: str
 
 
 @router.post("/api/threads", status_code=201)
@@ -106,7 +64,7 @@ async def start_run(
         raise PayloadTooLarge(
             f"message is {size} bytes, over the limit of {settings.max_message_bytes}"
         )
-    thread = await store.get_thread(principal.workspace_id, _thread_id(thread_id))
+    thread = await store.get_thread(principal.workspace_id, ThreadId(path_id(thread_id, "thread")))
     request_id = request_id_of(request)
     writer_id: str = request.app.state.writer_id
     run = await store.create_run(
@@ -127,10 +85,3 @@ async def start_run(
         thread_id=str(run.thread_id),
         subscribe_url=f"/api/runs/{run.run_id}/subscribe",
     )
-
-
-def _thread_id(raw: str) -> ThreadId:
-    try:
-        return ThreadId(uuid.UUID(raw))
-    except ValueError:
-        raise NotFound(f"thread {raw[:64]!r} not found") from None
