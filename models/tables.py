@@ -1,7 +1,7 @@
 """The database tables (design section 3), as typed SQLAlchemy 2 models.
 
 The ORM classes are used for their `__table__` only: every statement is
-SQLAlchemy Core in `broker/store.py`, never lazy loading. Values marked
+SQLAlchemy Core in `broker/store/`, never lazy loading. Values marked
 encrypted hold `nonce ‖ ciphertext ‖ tag`, with the key's id beside them.
 """
 

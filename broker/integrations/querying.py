@@ -18,7 +18,7 @@ What keeps a query harmless, innermost first:
   prepare more than one command, so `SELECT 1; DELETE ...` never runs;
 - at most `max_rows + 1` rows are fetched through a cursor, so a huge
   result costs one batch, and the extra row says whether it was truncated;
-- the screen of `broker/query_rules.py`, which refuses a statement that does
+- the screen of `broker/integrations/rules.py`, which refuses a statement that does
   not start like a read before connecting.
 
 Credentials never leave this module in a message: a failure to connect is

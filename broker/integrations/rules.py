@@ -1,6 +1,6 @@
 """An integration query as plain data: what may be sent, what comes back, how it fails.
 
-Pure: no driver, no I/O, so all of it is unit-tested. `broker/querying.py`
+Pure: no driver, no I/O, so all of it is unit-tested. `broker/integrations/querying.py`
 does the I/O around it.
 
 The screen (`screen_sql`) only admits statements that start with a reading

@@ -210,7 +210,7 @@ class Store(MessageQueries, IntegrationQueries):
         params: dict[str, Any] = {
             "run_ids": [r.run_id for r in runs],
             "last_seqs": [r.last_seq for r in runs],
-            "cursors": [r.agent_event_id for r in runs],
+            "agent_event_ids": [r.agent_event_id for r in runs],
             "statuses": [r.ending.status if r.ending else None for r in runs],
             "errors": [r.ending.error if r.ending else None for r in runs],
             "error_types": [r.ending.error_type if r.ending else None for r in runs],

@@ -62,13 +62,13 @@ FLUSH = sa.text(
     """
 WITH batch AS (
     SELECT * FROM unnest(
-        :run_ids, :last_seqs, :cursors, :statuses, :errors, :error_types, :aborted_bys
-    ) AS b(id, last_seq, cursor, status, error, error_type, aborted_by)
+        :run_ids, :last_seqs, :agent_event_ids, :statuses, :errors, :error_types, :aborted_bys
+    ) AS b(id, last_seq, agent_event_id, status, error, error_type, aborted_by)
 ),
 fenced AS (
     UPDATE runs SET
         last_seq = greatest(runs.last_seq, b.last_seq),
-        agent_cursor = coalesce(b.cursor, runs.agent_cursor),
+        agent_cursor = coalesce(b.agent_event_id, runs.agent_cursor),
         status = coalesce(b.status, runs.status),
         finished_at = CASE WHEN b.status IS NULL THEN runs.finished_at ELSE now() END,
         error = coalesce(b.error, runs.error),
@@ -95,7 +95,7 @@ FROM fenced
 ).bindparams(
     sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
     sa.bindparam("last_seqs", type_=ARRAY(INTEGER)),
-    sa.bindparam("cursors", type_=ARRAY(TEXT)),
+    sa.bindparam("agent_event_ids", type_=ARRAY(TEXT)),
     sa.bindparam("statuses", type_=ARRAY(TEXT)),
     sa.bindparam("errors", type_=ARRAY(TEXT)),
     sa.bindparam("error_types", type_=ARRAY(TEXT)),

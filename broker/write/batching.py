@@ -1,6 +1,6 @@
 """When to flush, and how long to wait before trying again: pure timing decisions.
 
-The flush loop (`broker/streams.py`) asks `next_flush_at` what to do and
+The flush loop (`broker/write/streams.py`) asks `next_flush_at` what to do and
 sleeps until then; nothing here reads a clock or touches I/O, so the rules of
 design §9 "Flushing" are unit-tested as plain arithmetic:
 

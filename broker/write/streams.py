@@ -3,7 +3,7 @@
 Producers `push` typed events into a `RunStream`; the broker assigns the seqs
 (`run_started` is 1, so a new run's first agent event is 2). One loop task
 writes every run's pending events in one fenced transaction
-(`Store.flush_runs`), timed by `broker.batching.next_flush_at`. Why it is safe:
+(`FlushPort.flush_runs`), timed by `broker.write.batching.next_flush_at`. Why it is safe:
 
 - **Swap, then await.** A flush takes the pending map and installs a fresh one
   *before* its first `await`: an event pushed meanwhile lands in the next batch.
