@@ -72,19 +72,24 @@ def capped_row(record: Iterable[Any], *, max_cell_bytes: int) -> tuple[list[Json
     (whole characters only) followed by `CUT_MARKER`.
     """
     row: list[JsonValue] = []
-    size = 2  # the brackets
+    size = 0
     for value in record:
         cell = json_value(value)
-        encoded = json.dumps(cell, ensure_ascii=False).encode()
+        encoded = _json_bytes(cell)
         if len(encoded) > max_cell_bytes:
             text = cell if isinstance(cell, str) else encoded.decode()
             whole = len(text.encode())
             keep = max(max_cell_bytes - 64, 0)
             cell = text.encode()[:keep].decode(errors="ignore") + CUT_MARKER.format(bytes=whole)
-            encoded = json.dumps(cell, ensure_ascii=False).encode()
+            encoded = _json_bytes(cell)
         row.append(cell)
-        size += len(encoded) + 1
-    return row, size
+        size += len(encoded)
+    return row, size + 2 + max(len(row) - 1, 0)  # brackets and commas
+
+
+def _json_bytes(value: JsonValue) -> bytes:
+    """`value` as the response writes it (compact, UTF-8)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def leading_keyword(sql: str) -> str:

@@ -139,24 +139,27 @@ async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
     target = target_of(dsn)
     if isinstance(target, str):
         raise IntegrationRefused(target)
-    host = await _checked_host(target, policy)
-    try:
-        conn = await asyncpg.connect(
-            asyncpg_dsn(dsn),
-            host=host,  # the address that was checked, not the name again
-            port=target.port,
-            passfile=os.devnull,  # never the broker's own ~/.pgpass
-            timeout=timeout_s,
-            statement_cache_size=0,
-            server_settings={
-                "application_name": "stream-broker integration",
-                "default_transaction_read_only": "on",
-            },
-        )
-    except _CONNECT_ERRORS as exc:
-        # One answer for every kind of failure; the detail is for the operator only.
-        log.warning("integration_connect_failed", error_type=type(exc).__name__, error=str(exc))
-        raise IntegrationUnavailable(_UNAVAILABLE) from exc
+    conn = None
+    for host in await _checked_hosts(target, policy):
+        try:
+            conn = await asyncpg.connect(
+                asyncpg_dsn(dsn),
+                host=host,  # an address that was checked, never the name again
+                port=target.port,
+                passfile=os.devnull,  # never the broker's own ~/.pgpass
+                timeout=timeout_s,
+                statement_cache_size=0,
+                server_settings={
+                    "application_name": "stream-broker integration",
+                    "default_transaction_read_only": "on",
+                },
+            )
+            break
+        except _CONNECT_ERRORS as exc:
+            # One answer for every kind of failure; the detail is for the operator only.
+            log.warning("integration_connect_failed", error_type=type(exc).__name__, error=str(exc))
+    if conn is None:
+        raise IntegrationUnavailable(_UNAVAILABLE)
     try:
         await _check_server_and_role(conn, policy)
         for name in ("json", "jsonb"):
@@ -169,8 +172,8 @@ async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
     return conn
 
 
-async def _checked_host(target: Target, policy: Policy) -> str:
-    """Resolve the host once and check it; the address (or socket directory) to connect to."""
+async def _checked_hosts(target: Target, policy: Policy) -> list[str]:
+    """Resolve the host once and check it; the addresses (or socket directory) to try."""
     if target.is_socket:
         addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     else:
@@ -186,7 +189,9 @@ async def _checked_host(target: Target, policy: Policy) -> str:
         reason = address_refusal(target, addresses, policy.allow)
         if reason is not None:
             raise IntegrationRefused(reason)
-    return target.host if target.is_socket else str(addresses[0])
+    if target.is_socket:
+        return [target.host]
+    return list(dict.fromkeys(str(address) for address in addresses))
 
 
 async def _check_server_and_role(conn: Any, policy: Policy) -> None:
@@ -225,10 +230,13 @@ async def _fetch(
             )
             statement = await conn.prepare(sql, timeout=client_timeout)
             columns = [attribute.name for attribute in statement.get_attributes()]
-            size = len(json.dumps(columns).encode())
+            # The answer's JSON as the response writes it, so the cap is the body's size.
+            envelope = {"columns": columns, "rows": [], "truncated": False}
+            size = len(json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode())
             cursor = statement.cursor(prefetch=_PREFETCH, timeout=client_timeout)
             async for record in cursor:
                 row, row_bytes = capped_row(record, max_cell_bytes=max(max_bytes // 8, 64))
+                row_bytes += 1 if rows else 0  # the comma before it
                 if len(rows) >= max_rows or size + row_bytes > max_bytes:
                     truncated = True
                     break
