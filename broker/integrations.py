@@ -148,7 +148,7 @@ async def create_integration(
         )
     except IntegrationError as exc:
         log.info(
-            "integration_refused",
+            "integration_not_registered",
             code=exc.code,
             reason=str(exc),
             workspace_id=str(principal.workspace_id),
