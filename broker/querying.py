@@ -38,9 +38,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import os
 import socket
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import structlog
@@ -146,7 +146,7 @@ async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
                 asyncpg_dsn(dsn),
                 host=host,  # an address that was checked, never the name again
                 port=target.port,
-                passfile=os.devnull,  # never the broker's own ~/.pgpass
+                password=_password_of(dsn),  # never one from the broker's own ~/.pgpass
                 timeout=timeout_s,
                 statement_cache_size=0,
                 server_settings={
@@ -170,6 +170,16 @@ async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
         conn.terminate()
         raise
     return conn
+
+
+def _password_of(dsn: str) -> str:
+    """The DSN's password, "" when it has none (so the driver never looks one up)."""
+    try:
+        parts = urlsplit(dsn)
+        given = parse_qs(parts.query).get("password") or [unquote(parts.password or "")]
+    except ValueError:
+        return ""
+    return given[0]
 
 
 async def _checked_hosts(target: Target, policy: Policy) -> list[str]:
