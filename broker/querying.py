@@ -161,7 +161,7 @@ async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
     if conn is None:
         raise IntegrationUnavailable(_UNAVAILABLE)
     try:
-        await _check_server_and_role(conn, policy)
+        await _check_server_and_role(conn, policy, timeout_s)
         for name in ("json", "jsonb"):
             await conn.set_type_codec(
                 name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
@@ -204,10 +204,12 @@ async def _checked_hosts(target: Target, policy: Policy) -> list[str]:
     return list(dict.fromkeys(str(address) for address in addresses))
 
 
-async def _check_server_and_role(conn: Any, policy: Policy) -> None:
+async def _check_server_and_role(conn: Any, policy: Policy, timeout_s: float) -> None:
     """Ask the server who it is and what the role may do; `IntegrationRefused` if too much."""
     try:
-        row = await conn.fetchrow(_FACTS_SQL, list(DANGEROUS_ROLES))
+        row = await conn.fetchrow(_FACTS_SQL, list(DANGEROUS_ROLES), timeout=timeout_s)
+    except TimeoutError as exc:
+        raise IntegrationUnavailable(_UNAVAILABLE) from exc
     except asyncpg.PostgresError as exc:
         raise IntegrationRefused("the server does not say which server it is") from exc
     if not policy.managed:

@@ -169,6 +169,10 @@ BAD_BODIES: list[tuple[str, Any]] = [
     ("dsn not a URL", {"kind": "postgres", "name": "w", "credentials": {"dsn": PASSWORD}}),
     ("dsn not a string", {"kind": "postgres", "name": "w", "credentials": {"dsn": [DSN]}}),
     ("extra credential", {"kind": "postgres", "name": "w", "credentials": {"dsn": DSN, "pw": 1}}),
+    (
+        "managed is the broker's alone",
+        {"kind": "postgres", "name": "w", "credentials": {"dsn": DSN, "managed": True}},
+    ),
     ("credentials a string", {"kind": "postgres", "name": "w", "credentials": DSN}),
     ("empty name", {"kind": "postgres", "name": " ", "credentials": {"dsn": DSN}}),
     ("name too long", {"kind": "postgres", "name": "n" * 201, "credentials": {"dsn": DSN}}),

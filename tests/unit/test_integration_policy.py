@@ -148,3 +148,15 @@ def test_a_cut_never_splits_a_character_and_non_strings_are_cut_as_json() -> Non
     assert isinstance(text, str) and set(text.partition("…")[0]) == {"é"}
     assert isinstance(numbers, str) and numbers.startswith("[0,1,2")
     assert capped_row([], max_cell_bytes=10) == ([], 2)
+
+
+def test_settings_refuse_a_malformed_allow_list_and_parse_a_good_one() -> None:
+    from pydantic import ValidationError
+
+    from broker.settings import Settings
+
+    with pytest.raises(ValidationError):
+        Settings(BROKER_INTEGRATION_ALLOW="10.0.0.0/8, not a host")
+    allow = Settings(BROKER_INTEGRATION_ALLOW="127.0.0.1").allowlist()
+    assert allow.allows_address(ip("127.0.0.1")) and not allow.allows_address(ip("127.0.0.2"))
+    assert Settings().query_max_bytes == 256 * 1024
