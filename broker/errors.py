@@ -17,6 +17,7 @@
     │   └── AgentStreamBroken  the stream failed after events began
     └── IntegrationError       an integration could not answer; `code` is the contract's
         ├── IntegrationUnavailable  its database cannot be reached
+        ├── IntegrationRefused      the policy (design 4.7) forbids reaching it
         └── QueryError
             ├── QueryRejected  a write, several statements, no privilege
             ├── QueryTimeout   over the statement timeout
@@ -44,6 +45,7 @@ __all__ = [
     "DatabaseUnavailable",
     "DecryptionError",
     "IntegrationError",
+    "IntegrationRefused",
     "IntegrationUnavailable",
     "NotFound",
     "QueryError",
@@ -123,6 +125,10 @@ class IntegrationError(BrokerError):
 
 class IntegrationUnavailable(IntegrationError):
     code = "integration_unavailable"
+
+
+class IntegrationRefused(IntegrationError):
+    code = "integration_refused"
 
 
 class QueryError(IntegrationError):

@@ -728,6 +728,29 @@ class Store:
         credentials: dict[str, Any] = json.loads(plaintext)
         return _integration_record(row), credentials
 
+    async def replace_integration_credentials(
+        self, integration_id: IntegrationId, credentials: dict[str, Any]
+    ) -> None:
+        """Seal new credentials for an existing integration (the demo's password rotation)."""
+        sealed = self.keyring.encrypt(
+            json.dumps(credentials, separators=(",", ":")).encode(),
+            integration_aad(integration_id),
+        )
+        stmt = (
+            sa.update(_integrations)
+            .where(_integrations.c.id == integration_id)
+            .values(key_id=sealed.key_id, credentials=sealed.blob)
+        )
+        async with self.transaction() as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise NotFound(f"integration {integration_id} not found")
+
+    async def server_identity(self) -> str:
+        """The broker's own PostgreSQL server's system identifier (integration policy)."""
+        stmt = sa.text("SELECT system_identifier::text FROM pg_control_system()")
+        async with self.transaction() as conn:
+            return str((await conn.execute(stmt)).scalar_one())
+
     # --- read side --------------------------------------------------------------------
 
     async def get_run_state(self, workspace_id: WorkspaceId, run_id: RunId) -> RunState:
