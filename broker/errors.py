@@ -26,6 +26,7 @@ join the same tree.
     │   └── AgentStreamBroken      agent_stream_failed      502  the stream broke after events
     └── IntegrationError           integration_error        400  an integration could not answer
         ├── IntegrationUnavailable integration_unavailable  502  its database cannot be reached
+        ├── IntegrationRefused     integration_refused      422  the policy (design 4.7) forbids it
         └── QueryError             query_failed             422
             ├── QueryRejected      query_rejected           400  a write, several statements...
             ├── QueryTimeout       query_timeout            408  over the statement timeout
@@ -55,6 +56,7 @@ __all__ = [
     "DatabaseUnavailable",
     "DecryptionError",
     "IntegrationError",
+    "IntegrationRefused",
     "IntegrationUnavailable",
     "NotFound",
     "PayloadTooLarge",
@@ -173,6 +175,11 @@ class IntegrationError(BrokerError):
 class IntegrationUnavailable(IntegrationError):
     code = "integration_unavailable"
     status = 502
+
+
+class IntegrationRefused(IntegrationError):
+    code = "integration_refused"
+    status = 422
 
 
 class QueryError(IntegrationError):

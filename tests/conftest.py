@@ -15,6 +15,7 @@ from broker.store.database import create_engine
 from broker.store.postgres import Store
 from broker.web.settings import Settings
 from tests.database import TestDatabases, test_server_url
+from tests.tenant_server import TenantServer, tenant_server
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +62,10 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def store(engine: AsyncEngine, settings: Settings) -> Store:
     return Store(engine, settings.keyring())
+
+
+@pytest.fixture(scope="session")
+def tenant_pg() -> Iterator[TenantServer]:
+    """A second PostgreSQL, on TCP 127.0.0.1, standing for a tenant's own database server."""
+    with tenant_server() as server:
+        yield server

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from broker.store.database import embedded_url
+from broker.store.database import embedded_url, secure_embedded
 from broker.store.migrate import upgrade
 
 __all__ = ["TestDatabases", "test_server_url"]
@@ -62,10 +62,11 @@ def test_server_url(env_url: str | None) -> Iterator[str]:
         return
     import pgserver
 
-    with tempfile.TemporaryDirectory(prefix="broker-test-pg-") as pgdata:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    with tempfile.TemporaryDirectory(prefix="broker-test-pg-") as root:
+        server = pgserver.get_server(Path(root) / "pg", cleanup_mode="stop")
         try:
-            yield embedded_url(server)
+            # The real configuration: password authentication on every connection.
+            yield embedded_url(server, secure_embedded(server, Path(root) / "pg.password"))
         finally:
             server.cleanup()
 

@@ -9,17 +9,21 @@ PostgreSQL server at `admin_url` (the embedded one in the default setup):
 - the role `broker_demo_reader`: LOGIN, SELECT on those tables and nothing
   else, read-only by default;
 - in the workspace, the integration `demo` (kind `postgres`) whose DSN logs
-  in as that role.
+  in as that role, marked `managed`: the one integration the policy lets
+  reach the broker's own server (`broker/integrations/policy.py`); only this
+  code sets the flag, inside the sealed credentials.
 
 Every step is idempotent, so `broker up` calls it on every start: a missing
 database, role or grant is repaired, the data is seeded once (inside one
 transaction, under an advisory lock, so a half-seeded database is never
 seen), and an existing integration is returned as it is.
 
-The role's password is derived from the admin URL (HMAC) rather than drawn
-at random: a second workspace, or a broker database created afresh, must
-register the same role without being able to read its password back, and
-whoever can compute it already holds the admin URL, i.e. the whole server.
+The role's password is random and lives only in the integration's sealed
+credentials. On every start the role is given the sealed password again,
+so a repaired role keeps working; a new registration draws a new password
+(the role then belongs to the newest registration: one demo per server).
+An integration registered by an older broker (a password derived from the
+admin URL, no `managed` flag) is re-sealed with a random password.
 """
 
 from __future__ import annotations
@@ -27,10 +31,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
-import hashlib
-import hmac
 import random
 import re
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,7 +54,6 @@ __all__ = [
     "demo_rows",
     "ensure_demo_integration",
     "reader_dsn",
-    "reader_password",
 ]
 
 log = structlog.get_logger(__name__)
@@ -224,20 +226,16 @@ def demo_rows(seed: int = _SEED) -> dict[str, list[tuple[Any, ...]]]:
     }
 
 
-def reader_password(admin_url: str, role: str) -> str:
-    """The reader role's password: stable for a server, unknowable without its admin URL."""
-    return hmac.new(admin_url.encode(), f"broker-demo:{role}".encode(), hashlib.sha256).hexdigest()
-
-
-def reader_dsn(admin_url: str, database: str, role: str) -> str:
+def reader_dsn(admin_url: str, database: str, role: str, password: str) -> str:
     """The DSN of `role` on `database`, on the admin URL's server (socket `host=` kept)."""
     url = make_url(admin_url).set(
-        drivername="postgresql",
-        username=role,
-        password=reader_password(admin_url, role),
-        database=database,
+        drivername="postgresql", username=role, password=password, database=database
     )
     return url.render_as_string(hide_password=False)
+
+
+def _managed_credentials(admin_url: str, database: str, role: str, password: str) -> dict[str, Any]:
+    return {"dsn": reader_dsn(admin_url, database, role, password), "managed": True}
 
 
 def _dsn_for(admin_url: str, database: str | None = None) -> str:
@@ -263,19 +261,48 @@ async def ensure_demo_integration(
     await _ensure_database_and_role(admin_url, database, role)
     await _ensure_schema_and_grants(_dsn_for(admin_url, database), role)
     existing = await _find(store, workspace_id, name)
-    if existing is not None:
-        return existing
-    credentials = {"dsn": reader_dsn(admin_url, database, role)}
+    if existing is None:
+        password = secrets.token_hex(24)  # hex: safe in a URL and in a SQL literal
+        await _set_password(admin_url, role, password)
+        credentials = _managed_credentials(admin_url, database, role, password)
+        try:
+            record = await store.create_integration(workspace_id, "postgres", name, credentials)
+        except Conflict:
+            # Another process registered it between our look-up and our insert.
+            existing = await _find(store, workspace_id, name)
+            if existing is None:
+                raise
+        else:
+            log.info("demo_integration_registered", integration_id=str(record.integration_id))
+            return record
+    await _adopt(store, existing, admin_url, database, role)
+    return existing
+
+
+async def _adopt(
+    store: Store, record: IntegrationRecord, admin_url: str, database: str, role: str
+) -> None:
+    """Give the role the password sealed in `record`; re-seal an older, unmanaged one."""
+    _, credentials = await store.integration_credentials(record.integration_id)
+    password = None
+    if credentials.get("managed") is True:
+        password = make_url(str(credentials.get("dsn", ""))).password
+    if not password:
+        password = secrets.token_hex(24)
+        await store.replace_integration_credentials(
+            record.integration_id, _managed_credentials(admin_url, database, role, password)
+        )
+        log.info("demo_integration_resealed", integration_id=str(record.integration_id))
+    await _set_password(admin_url, role, str(password))
+
+
+async def _set_password(admin_url: str, role: str, password: str) -> None:
+    conn = await asyncpg.connect(_dsn_for(admin_url))
     try:
-        record = await store.create_integration(workspace_id, "postgres", name, credentials)
-    except Conflict:
-        # Another process registered it between our look-up and our insert.
-        raced = await _find(store, workspace_id, name)
-        if raced is None:
-            raise
-        return raced
-    log.info("demo_integration_registered", integration_id=str(record.integration_id))
-    return record
+        # Hex digits only, so the literal needs no escaping (utility statements take no $1).
+        await conn.execute(f"ALTER ROLE \"{role}\" WITH PASSWORD '{password}'")
+    finally:
+        await conn.close()
 
 
 async def _find(store: Store, workspace_id: WorkspaceId, name: str) -> IntegrationRecord | None:
@@ -298,11 +325,9 @@ async def _ensure_database_and_role(admin_url: str, database: str, role: str) ->
         if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
             with contextlib.suppress(asyncpg.DuplicateObjectError):  # created concurrently
                 await conn.execute(f'CREATE ROLE "{role}"')
-        # Hex digits only, so the literal needs no escaping (utility statements take no $1).
-        password = reader_password(admin_url, role)
         await conn.execute(
             f'ALTER ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
-            f"NOREPLICATION NOBYPASSRLS PASSWORD '{password}'"
+            "NOREPLICATION NOBYPASSRLS"
         )
         await conn.execute(f'ALTER ROLE "{role}" SET default_transaction_read_only = on')
         await conn.execute(f'REVOKE ALL ON DATABASE "{database}" FROM PUBLIC')

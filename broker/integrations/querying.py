@@ -16,26 +16,57 @@ What keeps a query harmless, innermost first:
   PostgreSQL refuses `SET TRANSACTION READ WRITE`;
 - the statement is prepared (extended protocol), and PostgreSQL refuses to
   prepare more than one command, so `SELECT 1; DELETE ...` never runs;
-- at most `max_rows + 1` rows are fetched through a cursor, so a huge
-  result costs one batch, and the extra row says whether it was truncated;
+- rows are read through a server-side cursor a few at a time, and reading
+  stops at `max_rows` rows or `max_bytes` of JSON, whichever comes first
+  (`truncated: true`); a cell longer than an eighth of `max_bytes` is cut
+  with a marker, so a 400 MB result never sits in the broker's memory;
+- before any of it, the integration policy (`broker/integrations/policy.py`):
+  the host is resolved once, the address checked, the connection made to
+  that address, and the server and role checked; a refusal is
+  `IntegrationRefused`, and any failure to connect is one generic
+  `IntegrationUnavailable` whose detail goes to the log only;
 - the screen of `broker/integrations/rules.py`, which refuses a statement that does
   not start like a read before connecting.
 
-Credentials never leave this module in a message: a failure to connect is
-reported by the exception's class name only, never its text.
+Credentials never leave this module in a message, nor does the kind of a
+connection failure (refused, timed out, wrong password...): a tenant must
+not learn which ports are open by trying them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
+import socket
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg  # type: ignore[import-untyped,unused-ignore]
+import structlog
 
-from broker.errors import IntegrationUnavailable, QueryFailed, QueryRejected, QueryTimeout
-from broker.integrations.rules import QueryResult, json_value, screen_sql
+from broker.errors import (
+    IntegrationRefused,
+    IntegrationUnavailable,
+    QueryFailed,
+    QueryRejected,
+    QueryTimeout,
+)
+from broker.integrations.policy import (
+    DANGEROUS_ROLES,
+    Policy,
+    RoleFacts,
+    Target,
+    address_refusal,
+    role_refusal,
+    server_refusal,
+    target_of,
+)
+from broker.integrations.rules import QueryResult, capped_row, screen_sql
 
-__all__ = ["CLIENT_TIMEOUT_MARGIN_S", "asyncpg_dsn", "run_query"]
+__all__ = ["CLIENT_TIMEOUT_MARGIN_S", "asyncpg_dsn", "check_integration", "run_query"]
+
+log = structlog.get_logger(__name__)
 
 CLIENT_TIMEOUT_MARGIN_S = 2.0
 """How long past the server's statement timeout the client waits before giving up itself."""
@@ -56,6 +87,24 @@ _CONNECT_ERRORS = (
     asyncpg.InterfaceError,
 )
 _MULTIPLE_COMMANDS = "cannot insert multiple commands into a prepared statement"
+_PREFETCH = 8
+"""Rows the cursor reads per round trip: what the broker holds of a result at once."""
+_UNAVAILABLE = "the integration's database cannot be reached"
+
+# Every role the session user is, or may SET ROLE to; pg_roles and
+# pg_control_system() are readable by any role.
+_FACTS_SQL = """
+SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+       coalesce(bool_or(r.rolsuper), false) AS superuser,
+       coalesce(bool_or(r.rolreplication), false) AS replication,
+       coalesce(bool_or(r.rolbypassrls), false) AS bypass_rls,
+       coalesce(bool_or(r.rolcreaterole), false) AS create_role,
+       coalesce(bool_or(r.rolcreatedb), false) AS create_db,
+       coalesce(array_agg(r.rolname::text) FILTER (WHERE r.rolname = ANY($1::text[])), '{}')
+           AS memberships
+FROM pg_roles r
+WHERE pg_has_role(session_user, r.oid, 'MEMBER')
+"""
 
 
 def asyncpg_dsn(dsn: str) -> str:
@@ -66,33 +115,53 @@ def asyncpg_dsn(dsn: str) -> str:
     return dsn
 
 
-async def run_query(dsn: str, sql: str, *, timeout_s: float, max_rows: int) -> QueryResult:
-    """Run one read-only statement and answer at most `max_rows` JSON-safe rows."""
+async def run_query(
+    dsn: str, sql: str, *, policy: Policy, timeout_s: float, max_rows: int, max_bytes: int
+) -> QueryResult:
+    """Run one read-only statement; answer at most `max_rows` rows and `max_bytes` of JSON.
+
+    Raises `IntegrationRefused` (policy), `IntegrationUnavailable`, or a `QueryError`.
+    """
     screen_sql(sql)
-    conn = await _connect(dsn, timeout_s)
+    conn = await _connect(dsn, policy, timeout_s)
     try:
-        return await _fetch(conn, sql, timeout_s=timeout_s, max_rows=max_rows)
+        return await _fetch(conn, sql, timeout_s=timeout_s, max_rows=max_rows, max_bytes=max_bytes)
     finally:
         await _close(conn)
 
 
-async def _connect(dsn: str, timeout_s: float) -> Any:
+async def check_integration(dsn: str, *, policy: Policy, timeout_s: float) -> None:
+    """Connect as the integration would and apply the policy; raise as `run_query` does."""
+    await _close(await _connect(dsn, policy, timeout_s))
+
+
+async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
+    target = target_of(dsn)
+    if isinstance(target, str):
+        raise IntegrationRefused(target)
+    conn = None
+    for host in await _checked_hosts(target, policy):
+        try:
+            conn = await asyncpg.connect(
+                asyncpg_dsn(dsn),
+                host=host,  # an address that was checked, never the name again
+                port=target.port,
+                password=_password_of(dsn),  # never one from the broker's own ~/.pgpass
+                timeout=timeout_s,
+                statement_cache_size=0,
+                server_settings={
+                    "application_name": "stream-broker integration",
+                    "default_transaction_read_only": "on",
+                },
+            )
+            break
+        except _CONNECT_ERRORS as exc:
+            # One answer for every kind of failure; the detail is for the operator only.
+            log.warning("integration_connect_failed", error_type=type(exc).__name__, error=str(exc))
+    if conn is None:
+        raise IntegrationUnavailable(_UNAVAILABLE)
     try:
-        conn = await asyncpg.connect(
-            asyncpg_dsn(dsn),
-            timeout=timeout_s,
-            statement_cache_size=0,
-            server_settings={
-                "application_name": "stream-broker integration",
-                "default_transaction_read_only": "on",
-            },
-        )
-    except _CONNECT_ERRORS as exc:
-        # The class name only: a driver's text may quote the host, user or DSN.
-        raise IntegrationUnavailable(
-            f"cannot connect to the integration's database ({type(exc).__name__})"
-        ) from exc
-    try:
+        await _check_server_and_role(conn, policy, timeout_s)
         for name in ("json", "jsonb"):
             await conn.set_type_codec(
                 name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
@@ -103,8 +172,69 @@ async def _connect(dsn: str, timeout_s: float) -> Any:
     return conn
 
 
-async def _fetch(conn: Any, sql: str, *, timeout_s: float, max_rows: int) -> QueryResult:
+def _password_of(dsn: str) -> str:
+    """The DSN's password, "" when it has none (so the driver never looks one up)."""
+    try:
+        parts = urlsplit(dsn)
+        given = parse_qs(parts.query).get("password") or [unquote(parts.password or "")]
+    except ValueError:
+        return ""
+    return given[0]
+
+
+async def _checked_hosts(target: Target, policy: Policy) -> list[str]:
+    """Resolve the host once and check it; the addresses (or socket directory) to try."""
+    if target.is_socket:
+        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    else:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM
+            )
+        except (OSError, UnicodeError) as exc:
+            log.warning("integration_resolve_failed", error_type=type(exc).__name__)
+            raise IntegrationUnavailable(_UNAVAILABLE) from exc
+        addresses = [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
+    if not policy.managed:
+        reason = address_refusal(target, addresses, policy.allow)
+        if reason is not None:
+            raise IntegrationRefused(reason)
+    if target.is_socket:
+        return [target.host]
+    return list(dict.fromkeys(str(address) for address in addresses))
+
+
+async def _check_server_and_role(conn: Any, policy: Policy, timeout_s: float) -> None:
+    """Ask the server who it is and what the role may do; `IntegrationRefused` if too much."""
+    try:
+        row = await conn.fetchrow(_FACTS_SQL, list(DANGEROUS_ROLES), timeout=timeout_s)
+    except TimeoutError as exc:
+        raise IntegrationUnavailable(_UNAVAILABLE) from exc
+    except asyncpg.PostgresError as exc:
+        raise IntegrationRefused("the server does not say which server it is") from exc
+    if not policy.managed:
+        reason = server_refusal(str(row["system_identifier"] or ""), policy.own_identifier)
+        if reason is not None:
+            raise IntegrationRefused(reason)
+    facts = RoleFacts(
+        superuser=row["superuser"],
+        replication=row["replication"],
+        bypass_rls=row["bypass_rls"],
+        create_role=row["create_role"],
+        create_db=row["create_db"],
+        memberships=frozenset(row["memberships"]),
+    )
+    reason = role_refusal(facts)
+    if reason is not None:
+        raise IntegrationRefused(reason)
+
+
+async def _fetch(
+    conn: Any, sql: str, *, timeout_s: float, max_rows: int, max_bytes: int
+) -> QueryResult:
     client_timeout = timeout_s + CLIENT_TIMEOUT_MARGIN_S
+    rows: list[list[Any]] = []
+    size, truncated = 0, False
     try:
         async with conn.transaction(readonly=True):
             await conn.fetchval(
@@ -112,8 +242,18 @@ async def _fetch(conn: Any, sql: str, *, timeout_s: float, max_rows: int) -> Que
             )
             statement = await conn.prepare(sql, timeout=client_timeout)
             columns = [attribute.name for attribute in statement.get_attributes()]
-            cursor = await statement.cursor()
-            records = await cursor.fetch(max_rows + 1, timeout=client_timeout)
+            # The answer's JSON as the response writes it, so the cap is the body's size.
+            envelope = {"columns": columns, "rows": [], "truncated": False}
+            size = len(json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode())
+            cursor = statement.cursor(prefetch=_PREFETCH, timeout=client_timeout)
+            async for record in cursor:
+                row, row_bytes = capped_row(record, max_cell_bytes=max(max_bytes // 8, 64))
+                row_bytes += 1 if rows else 0  # the comma before it
+                if len(rows) >= max_rows or size + row_bytes > max_bytes:
+                    truncated = True
+                    break
+                rows.append(row)
+                size += row_bytes
     except asyncpg.PostgresError as exc:
         raise _query_error(exc) from exc
     except TimeoutError as exc:
@@ -124,8 +264,7 @@ async def _fetch(conn: Any, sql: str, *, timeout_s: float, max_rows: int) -> Que
         ) from exc
     except asyncpg.InterfaceError as exc:
         raise QueryFailed(str(exc)) from exc
-    rows = [[json_value(value) for value in record] for record in records[:max_rows]]
-    return QueryResult(columns=columns, rows=rows, truncated=len(records) > max_rows)
+    return QueryResult(columns=columns, rows=rows, truncated=truncated)
 
 
 def _query_error(exc: Any) -> QueryRejected | QueryTimeout | QueryFailed:

@@ -9,14 +9,25 @@ moment the body is parsed (so no repr or log shows them), sealed by the
 store, opened only to connect, and no answer or log line carries them. A
 validation error names the field, never the value.
 
+Registration connects once and applies the integration policy
+(`broker/integrations/policy.py`, design 4.7); the callback applies it again
+before every query, since a name may resolve elsewhere and a role may gain
+powers after it was registered. Both answer, beyond their own errors:
+
+    422 integration_refused     the policy forbids it (the reason never quotes the DSN)
+    502 integration_unavailable the integration's database cannot be reached (one answer
+                                for every kind of failure; the detail is in the log)
+
 The query callback is for the agent service alone (the shared local
-secret, compared in constant time); it answers the rows, or one of:
+secret, compared in constant time); it answers at most BROKER_QUERY_MAX_ROWS
+rows and BROKER_QUERY_MAX_BYTES of JSON (`truncated: true` past either), or:
 
     400 query_rejected          not a single read (write, several statements, no privilege)
     408 query_timeout           over BROKER_QUERY_TIMEOUT_S
     422 query_failed            syntax error, unknown table or column, bad cast...
     404 not_found               no such integration
-    502 integration_unavailable the integration's database cannot be reached
+
+Every status is the error class's own (`broker/errors.py`).
 """
 
 from __future__ import annotations
@@ -36,7 +47,8 @@ from broker.errors import (
     IntegrationError,
     QueryRejected,
 )
-from broker.integrations.querying import run_query
+from broker.integrations.policy import Policy
+from broker.integrations.querying import check_integration, run_query
 from broker.store.records import IntegrationRecord
 from broker.web.auth import Principal
 from broker.web.http import authenticate, get_settings, get_store, path_id
@@ -73,11 +85,23 @@ def require_local_secret(request: Request) -> None:
 async def create_integration(
     body: CreateIntegration, request: Request, principal: Caller
 ) -> IntegrationOut:
+    dsn = body.credentials.dsn.get_secret_value()
+    try:
+        await check_integration(
+            dsn,
+            policy=await _policy(request, managed=False),
+            timeout_s=get_settings(request).query_timeout_s,
+        )
+    except IntegrationError as exc:
+        log.info(
+            "integration_not_registered",
+            code=exc.code,
+            reason=str(exc),
+            workspace_id=str(principal.workspace_id),
+        )
+        raise
     record = await get_store(request).create_integration(
-        principal.workspace_id,
-        body.kind,
-        body.name,
-        {"dsn": body.credentials.dsn.get_secret_value()},
+        principal.workspace_id, body.kind, body.name, {"dsn": dsn}
     )
     log.info(
         "integration_created",
@@ -110,11 +134,15 @@ async def query_integration(
     try:
         if record.kind != "postgres":
             raise QueryRejected(f"integrations of kind {record.kind!r} cannot run SQL")
+        # Only the broker's demo code seals `managed`; no API body can carry it.
+        policy = await _policy(request, managed=credentials.get("managed") is True)
         result = await run_query(
             str(credentials.get("dsn", "")),
             body.sql,
+            policy=policy,
             timeout_s=settings.query_timeout_s,
             max_rows=settings.query_max_rows,
+            max_bytes=settings.query_max_bytes,
         )
     except IntegrationError as exc:
         elapsed = time.perf_counter() - started
@@ -140,6 +168,15 @@ async def query_integration(
         duration_ms=round(elapsed * 1000, 1),
     )
     return JSONResponse(result.to_json())
+
+
+async def _policy(request: Request, *, managed: bool) -> Policy:
+    """The policy for this app: its allow list and its own server's identity (asked once)."""
+    own: str | None = getattr(request.app.state, "server_identity", None)
+    if own is None:
+        own = await get_store(request).server_identity()
+        request.app.state.server_identity = own
+    return Policy(get_settings(request).allowlist(), own, managed)
 
 
 async def _credentials(

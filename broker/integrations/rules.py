@@ -23,6 +23,7 @@ import base64
 import datetime as dt
 import decimal
 import ipaddress
+import json
 import math
 import uuid
 from collections.abc import Iterable, Mapping
@@ -32,9 +33,11 @@ from typing import Any
 from broker.errors import QueryRejected
 
 __all__ = [
+    "CUT_MARKER",
     "READ_KEYWORDS",
     "JsonValue",
     "QueryResult",
+    "capped_row",
     "json_value",
     "leading_keyword",
     "screen_sql",
@@ -56,6 +59,37 @@ class QueryResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"columns": self.columns, "rows": self.rows, "truncated": self.truncated}
+
+
+CUT_MARKER = "…[cut: {bytes} bytes]"
+"""Ends a cell that was cut; `{bytes}` is the length of the whole value in UTF-8 bytes."""
+
+
+def capped_row(record: Iterable[Any], *, max_cell_bytes: int) -> tuple[list[JsonValue], int]:
+    """A row as JSON values, each cell cut to `max_cell_bytes`; and its JSON size in bytes.
+
+    A cell is measured as JSON; one over the cap becomes a string: its start
+    (whole characters only) followed by `CUT_MARKER`.
+    """
+    row: list[JsonValue] = []
+    size = 0
+    for value in record:
+        cell = json_value(value)
+        encoded = _json_bytes(cell)
+        if len(encoded) > max_cell_bytes:
+            text = cell if isinstance(cell, str) else encoded.decode()
+            whole = len(text.encode())
+            keep = max(max_cell_bytes - 64, 0)
+            cell = text.encode()[:keep].decode(errors="ignore") + CUT_MARKER.format(bytes=whole)
+            encoded = _json_bytes(cell)
+        row.append(cell)
+        size += len(encoded)
+    return row, size + 2 + max(len(row) - 1, 0)  # brackets and commas
+
+
+def _json_bytes(value: JsonValue) -> bytes:
+    """`value` as the response writes it (compact, UTF-8)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def leading_keyword(sql: str) -> str:

@@ -5,11 +5,24 @@ package in `<BROKER_DATA_DIR>/pg` and stops it with the process that owns
 it. pgserver listens on a unix socket only, runs the server as its own user
 when started as root, and shares one server between processes that open the
 same data directory.
+
+pgserver's `initdb` trusts every local connection; `secure_embedded` turns
+that into password authentication (scram-sha-256) for every connection, the
+socket included, before anything else connects. The superuser's password is
+generated once into `<BROKER_DATA_DIR>/pg-superuser.password` (mode 0600); a
+data directory made by an older broker (trust, no password) is upgraded in
+place on its next start: the password is set, `pg_hba.conf` rewritten and
+the configuration reloaded. A file lock serialises processes that start
+together (`broker up` and `broker token`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +30,25 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "embedded_postgres", "embedded_url", "sync_url"]
+__all__ = [
+    "HBA_CONF",
+    "PASSWORD_FILE",
+    "create_engine",
+    "embedded_postgres",
+    "embedded_url",
+    "secure_embedded",
+    "sync_url",
+]
 
 log = structlog.get_logger(__name__)
+
+PASSWORD_FILE = "pg-superuser.password"
+HBA_CONF = """\
+# Written by the stream broker: every connection authenticates, the socket included.
+local   all   all                  scram-sha-256
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
+"""
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -33,14 +62,62 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def embedded_url(server: Any, database: str = "postgres") -> str:
-    """The asyncpg URL of a pgserver instance (unix socket in its data dir)."""
-    return f"postgresql+asyncpg://postgres:@/{database}?host={server.pgdata}"
+def _socket_dir(server: Any) -> Path:
+    info = server.get_postmaster_info()
+    return Path(info.socket_dir or server.pgdata)
+
+
+def embedded_url(server: Any, password: str, database: str = "postgres") -> str:
+    """The asyncpg URL of a pgserver instance (unix socket), as its password-holding superuser."""
+    return f"postgresql+asyncpg://postgres:{password}@/{database}?host={_socket_dir(server)}"
 
 
 def sync_url(url: str) -> str:
     """The same database for a synchronous driver-less use (psql, logs)."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def _stored_password(path: Path) -> str:
+    """Read, or create once with mode 0600, the superuser's password file."""
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_hex(24)  # hex: safe in a URL and in a SQL literal
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password)
+    os.replace(tmp, path)
+    return password
+
+
+def _psql(server: Any, password: str, sql: str) -> None:
+    """Run `sql` through pgserver's psql on the socket (stdin: no secret in argv)."""
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    info = server.get_postmaster_info()
+    command = [str(POSTGRES_BIN_PATH / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    command += ["-h", str(_socket_dir(server)), "-p", str(info.port or 5432)]
+    command += ["-U", "postgres", "-d", "postgres"]
+    env = {**os.environ, "PGPASSWORD": password}
+    subprocess.run(command, input=sql.encode(), env=env, check=True, capture_output=True)
+
+
+def secure_embedded(server: Any, password_file: Path) -> str:
+    """Require a password on every connection to `server`; return the superuser's password."""
+    lock_path = password_file.with_name(password_file.name + ".lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        password = _stored_password(password_file)
+        hba = Path(server.pgdata) / "pg_hba.conf"
+        if hba.read_text() != HBA_CONF:
+            # Still trusting (a new or an old data directory): set the password first,
+            # so a crash before the rewrite leaves a server that simply still trusts.
+            _psql(server, password, f"ALTER ROLE postgres WITH PASSWORD '{password}';")
+            with open(hba, "w") as handle:  # in place: keeps the server user's ownership
+                handle.write(HBA_CONF)
+            _psql(server, password, "SELECT pg_reload_conf();")
+            log.info("embedded_postgres_secured", pgdata=str(server.pgdata))
+    return password
 
 
 @contextlib.contextmanager
@@ -53,7 +130,8 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     log.info("embedded_postgres_started", pgdata=str(pgdata))
     try:
-        yield embedded_url(server)
+        password = secure_embedded(server, data_dir / PASSWORD_FILE)
+        yield embedded_url(server, password)
     finally:
         server.cleanup()
         log.info("embedded_postgres_stopped", pgdata=str(pgdata))

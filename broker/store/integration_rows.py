@@ -77,6 +77,20 @@ class IntegrationQueries(Connected):
             raise Conflict(f"an integration named {name!r} already exists in this workspace")
         return _integration_record(row)
 
+    async def replace_integration_credentials(
+        self, integration_id: IntegrationId, credentials: dict[str, Any]
+    ) -> None:
+        """Seal new credentials for an existing integration (the demo's password rotation)."""
+        sealed = seal_credentials(self.keyring, integration_id, credentials)
+        stmt = (
+            sa.update(_integrations)
+            .where(_integrations.c.id == integration_id)
+            .values(key_id=sealed.key_id, credentials=sealed.blob)
+        )
+        async with self.transaction() as conn:
+            if (await conn.execute(stmt)).rowcount == 0:
+                raise NotFound(f"integration {integration_id} not found")
+
     async def integration_credentials(
         self, integration_id: IntegrationId
     ) -> tuple[IntegrationRecord, dict[str, Any]]:

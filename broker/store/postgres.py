@@ -309,6 +309,12 @@ class Store(MessageQueries, IntegrationQueries):
             result = await conn.execute(stmt)
         return int(result.rowcount)
 
+    async def server_identity(self) -> str:
+        """The broker's own PostgreSQL server's system identifier (integration policy)."""
+        stmt = sa.text("SELECT system_identifier::text FROM pg_control_system()")
+        async with self.transaction() as conn:
+            return str((await conn.execute(stmt)).scalar_one())
+
     # --- read side --------------------------------------------------------------------
 
     async def get_run_state(self, workspace_id: WorkspaceId, run_id: RunId) -> RunState:

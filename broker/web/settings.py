@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.errors import ConfigError
 from broker.store.crypto import Keyring, generate_key_spec
+from broker.web.allowlist import Allowlist
 
 __all__ = ["SECRET_NAMES", "Settings", "default_data_dir"]
 
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     keepalive_s: float = Field(default=15.0, gt=0, validation_alias="BROKER_KEEPALIVE_S")
     query_timeout_s: float = Field(default=5.0, gt=0, validation_alias="BROKER_QUERY_TIMEOUT_S")
     query_max_rows: int = Field(default=500, ge=1, validation_alias="BROKER_QUERY_MAX_ROWS")
+    query_max_bytes: int = Field(
+        default=262_144, ge=1024, validation_alias="BROKER_QUERY_MAX_BYTES"
+    )
+    integration_allow: str = Field(default="", validation_alias="BROKER_INTEGRATION_ALLOW")
     log_level: str = Field(default="info", validation_alias="BROKER_LOG_LEVEL")
 
     @field_validator("database_url")
@@ -83,6 +88,17 @@ class Settings(BaseSettings):
         if not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL")
         return value
+
+    @field_validator("integration_allow")
+    @classmethod
+    def _allowlist(cls, value: str) -> str:
+        """Fail at start, not at the first registration, on a malformed allow list."""
+        Allowlist.parse(value)
+        return value
+
+    def allowlist(self) -> Allowlist:
+        """`BROKER_INTEGRATION_ALLOW` parsed: the hosts and networks integrations may reach."""
+        return Allowlist.parse(self.integration_allow)
 
     def with_secrets(self) -> Settings:
         """Fill unset secrets: refused in production, else generated once on disk."""

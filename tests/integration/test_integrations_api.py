@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -21,6 +23,7 @@ from broker.web.auth import mint_token
 from broker.web.settings import Settings
 from models.ids import IntegrationId, WorkspaceId, new_id
 from tests.servers import serve
+from tests.tenant_server import TenantServer
 
 PASSWORD = "s3cret-Pa55word-nobody-may-see"
 DSN = f"postgresql://analyst:{PASSWORD}@db.internal:5432/warehouse"
@@ -33,8 +36,23 @@ def _headers(settings: Settings, workspace_id: WorkspaceId) -> dict[str, str]:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    # Registration connects, and the tenant test server is on loopback: list it.
+    settings = settings.model_copy(update={"integration_allow": "127.0.0.1"})
     async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
         yield http
+
+
+@pytest.fixture(scope="module")
+async def tenant_dsn(tenant_pg: TenantServer) -> AsyncIterator[str]:
+    """A reachable, least-privilege login on the tenant server, whose password is PASSWORD."""
+    role = f"api_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(tenant_pg.admin_dsn)
+    try:
+        await admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{PASSWORD}'")
+        yield tenant_pg.dsn(role, PASSWORD)
+        await admin.execute(f'DROP ROLE "{role}"')
+    finally:
+        await admin.close()
 
 
 async def _count_integrations(store: Store) -> int:
@@ -108,11 +126,11 @@ async def test_another_keyring_cannot_open_the_credentials(store: Store) -> None
 
 
 async def test_create_then_list_answers_id_kind_name_and_never_the_credentials(
-    client: httpx.AsyncClient, settings: Settings, store: Store
+    client: httpx.AsyncClient, settings: Settings, store: Store, tenant_dsn: str
 ) -> None:
     workspace_id = await store.ensure_workspace("acme")
     headers = _headers(settings, workspace_id)
-    body = {"kind": "postgres", "name": "warehouse", "credentials": {"dsn": DSN}}
+    body = {"kind": "postgres", "name": "warehouse", "credentials": {"dsn": tenant_dsn}}
 
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
         created = await client.post("/api/integrations", json=body, headers=headers)
@@ -132,10 +150,10 @@ async def test_create_then_list_answers_id_kind_name_and_never_the_credentials(
 
 
 async def test_duplicate_name_is_409_and_writes_nothing(
-    client: httpx.AsyncClient, settings: Settings, store: Store
+    client: httpx.AsyncClient, settings: Settings, store: Store, tenant_dsn: str
 ) -> None:
     headers = _headers(settings, await store.ensure_workspace("acme"))
-    body = {"kind": "postgres", "name": "warehouse", "credentials": {"dsn": DSN}}
+    body = {"kind": "postgres", "name": "warehouse", "credentials": {"dsn": tenant_dsn}}
     assert (await client.post("/api/integrations", json=body, headers=headers)).status_code == 201
     again = await client.post("/api/integrations", json=body, headers=headers)
     assert again.status_code == 409
@@ -151,6 +169,10 @@ BAD_BODIES: list[tuple[str, Any]] = [
     ("dsn not a URL", {"kind": "postgres", "name": "w", "credentials": {"dsn": PASSWORD}}),
     ("dsn not a string", {"kind": "postgres", "name": "w", "credentials": {"dsn": [DSN]}}),
     ("extra credential", {"kind": "postgres", "name": "w", "credentials": {"dsn": DSN, "pw": 1}}),
+    (
+        "managed is the broker's alone",
+        {"kind": "postgres", "name": "w", "credentials": {"dsn": DSN, "managed": True}},
+    ),
     ("credentials a string", {"kind": "postgres", "name": "w", "credentials": DSN}),
     ("empty name", {"kind": "postgres", "name": " ", "credentials": {"dsn": DSN}}),
     ("name too long", {"kind": "postgres", "name": "n" * 201, "credentials": {"dsn": DSN}}),
@@ -201,11 +223,11 @@ async def test_no_or_bad_token_is_401(client: httpx.AsyncClient, store: Store) -
 
 
 async def test_a_workspace_lists_only_its_own_integrations(
-    client: httpx.AsyncClient, settings: Settings, store: Store
+    client: httpx.AsyncClient, settings: Settings, store: Store, tenant_dsn: str
 ) -> None:
     acme = _headers(settings, await store.ensure_workspace("acme"))
     other = _headers(settings, await store.ensure_workspace("other"))
-    body = {"kind": "postgres", "name": "warehouse", "credentials": {"dsn": DSN}}
+    body = {"kind": "postgres", "name": "warehouse", "credentials": {"dsn": tenant_dsn}}
     created = (await client.post("/api/integrations", json=body, headers=acme)).json()
     theirs = {**body, "name": "theirs"}
     assert (await client.post("/api/integrations", json=theirs, headers=other)).status_code == 201

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import httpx
 import pytest
 import structlog
@@ -26,6 +30,7 @@ from models.ids import WorkspaceId
 from tests.database import TestDatabases
 from tests.integration.test_integrations_demo import TABLES, drop_demo, table_counts
 from tests.servers import serve
+from tests.tenant_server import TenantServer
 
 MAX_ROWS = 50
 FAKE_PASSWORD = "unreachable-Pa55word-nobody-may-see"
@@ -45,6 +50,15 @@ class Broker:
     workspace_id: WorkspaceId
     demo: IntegrationRecord
     demo_password: str
+
+    @contextlib.asynccontextmanager
+    async def with_settings(self, **update: Any) -> AsyncIterator[Broker]:
+        """The same broker's database and demo, served by an app with other settings."""
+        settings = self.settings.model_copy(update=update)
+        async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
+            yield Broker(
+                http, settings, self.store, self.workspace_id, self.demo, self.demo_password
+            )
 
     @property
     def secret(self) -> dict[str, str]:
@@ -71,7 +85,11 @@ async def demo_names(databases: TestDatabases) -> AsyncIterator[Demo]:
 async def broker(
     settings: Settings, store: Store, databases: TestDatabases, demo_names: Demo
 ) -> AsyncIterator[Broker]:
-    settings = settings.model_copy(update={"query_timeout_s": 0.5, "query_max_rows": MAX_ROWS})
+    # The tests reach test servers on loopback and sockets, as a listed allowance would.
+    allow = f"127.0.0.1, {make_url(databases.admin_url).query['host']}"
+    settings = settings.model_copy(
+        update={"query_timeout_s": 0.5, "query_max_rows": MAX_ROWS, "integration_allow": allow}
+    )
     workspace_id = await store.ensure_workspace("acme")
     demo = await ensure_demo_integration(
         store, databases.admin_url, workspace_id, database=demo_names.database, role=demo_names.role
@@ -126,6 +144,58 @@ async def test_a_big_select_is_cut_at_the_row_cap_and_says_so(broker: Broker) ->
     assert exact.json()["truncated"] is False
 
 
+def _rss_kib(field: str) -> int:
+    """A line of /proc/self/status, in KiB (VmRSS now, VmHWM the peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Make VmHWM (the peak RSS) start again from the current RSS (Linux)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+async def test_a_400_mb_answer_is_cut_at_the_byte_cap_and_memory_stays_flat(
+    broker: Broker,
+) -> None:
+    cap = broker.settings.query_max_bytes
+    assert cap == 256 * 1024  # the default
+    _reset_peak_rss()
+    before = _rss_kib("VmRSS")
+    answer = await broker.query(
+        broker.demo.integration_id, "SELECT repeat('x', 1000000) FROM generate_series(1, 400)"
+    )
+    peak_growth_mib = (_rss_kib("VmHWM") - before) / 1024
+    assert answer.status_code == 200, answer.text[:300]
+    body = answer.json()
+    assert body["truncated"] is True
+    assert 0 < len(answer.content) <= cap
+    assert len(body["rows"]) >= 2  # cells are cut, so several rows still fit
+    (cell,) = body["rows"][0]
+    assert cell.startswith("xxxx") and cell.endswith("…[cut: 1000000 bytes]")
+    assert len(cell.encode()) <= cap // 8
+    # 400 MB went through the server; the broker held a few rows of it at a time.
+    print(f"answer {len(answer.content)} bytes, peak RSS growth {peak_growth_mib:.1f} MiB")
+    assert peak_growth_mib < 64, f"peak RSS grew by {peak_growth_mib:.0f} MiB"
+
+
+async def test_rows_under_the_cap_are_answered_whole_and_the_byte_cap_counts_json(
+    broker: Broker,
+) -> None:
+    async with broker.with_settings(query_max_bytes=4096) as small:
+        answer = await small.query(
+            small.demo.integration_id, "SELECT id, repeat('é', 100) FROM generate_series(1, 200) id"
+        )
+        body = answer.json()
+        assert body["truncated"] is True
+        assert len(answer.content) <= 4096
+        assert all(row[1] == "é" * 100 for row in body["rows"])  # nothing cut inside a row
+        next_row = json.dumps([len(body["rows"]) + 1, "é" * 100], ensure_ascii=False)
+        assert len(answer.content) + len(next_row.encode()) + 1 > 4096  # it stopped when full
+
+
 # --- refusals ---------------------------------------------------------------------------
 
 WRITES = [
@@ -155,27 +225,46 @@ async def test_writes_are_refused_and_change_nothing(
 
 
 async def test_the_read_only_transaction_holds_even_for_a_role_that_may_write(
-    broker: Broker, database_url: str
+    broker: Broker, tenant_pg: TenantServer
 ) -> None:
-    # The broker's own database, as its owner: only the transaction stands in the way.
-    owner = await broker.store.create_integration(
-        broker.workspace_id, "postgres", "owner", {"dsn": database_url}
-    )
-    count_sql = "SELECT count(*) FROM integrations"
-    before = (await broker.query(owner.integration_id, count_sql)).json()["rows"]
-    refused = {
-        "WITH gone AS (DELETE FROM integrations RETURNING 1) SELECT count(*) FROM gone": (
-            "read-only transaction"
-        ),
-        "SELECT 1; DELETE FROM integrations": "multiple commands",
-        "SELECT set_config('transaction_read_only', 'off', true)": "read-write mode",
-        "SELECT set_config('statement_timeout', '0', false), pg_sleep(5)": "statement timeout",
-    }
-    for sql, reason in refused.items():
-        answer = await broker.query(owner.integration_id, sql)
-        assert answer.status_code in (400, 408), (sql, answer.text)
-        assert reason in answer.json()["error"]["message"], (sql, answer.text)
-    assert (await broker.query(owner.integration_id, count_sql)).json()["rows"] == before
+    # A tenant's role that owns its table: only the transaction stands in the way.
+    suffix = uuid.uuid4().hex[:8]
+    database, role = f"ledger_{suffix}", f"owner_{suffix}"
+    admin = await asyncpg.connect(tenant_pg.admin_dsn)
+    await admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{FAKE_PASSWORD}'")
+    await admin.execute(f'CREATE DATABASE "{database}" OWNER "{role}"')
+    dsn = tenant_pg.dsn(role, FAKE_PASSWORD, database)
+    owned = await asyncpg.connect(dsn)
+    await owned.execute("CREATE TABLE ledger AS SELECT generate_series(1, 3) AS n")
+    await owned.close()
+    try:
+        owner = await broker.store.create_integration(
+            broker.workspace_id, "postgres", "owner", {"dsn": dsn}
+        )
+        count_sql = "SELECT count(*) FROM ledger"
+        allowed = broker.with_settings(integration_allow="127.0.0.1")
+        async with allowed as client:
+            before = (await client.query(owner.integration_id, count_sql)).json()["rows"]
+            assert before == [[3]]
+            refused = {
+                "WITH gone AS (DELETE FROM ledger RETURNING 1) SELECT count(*) FROM gone": (
+                    "read-only transaction"
+                ),
+                "SELECT 1; DELETE FROM ledger": "multiple commands",
+                "SELECT set_config('transaction_read_only', 'off', true)": "read-write mode",
+                "SELECT set_config('statement_timeout', '0', false), pg_sleep(5)": (
+                    "statement timeout"
+                ),
+            }
+            for sql, reason in refused.items():
+                answer = await client.query(owner.integration_id, sql)
+                assert answer.status_code in (400, 408), (sql, answer.text)
+                assert reason in answer.json()["error"]["message"], (sql, answer.text)
+            assert (await client.query(owner.integration_id, count_sql)).json()["rows"] == before
+    finally:
+        await admin.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE "{role}"')
+        await admin.close()
 
 
 async def test_a_statement_over_the_timeout_is_cancelled_promptly(broker: Broker) -> None:
