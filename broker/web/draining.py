@@ -23,6 +23,7 @@ without a signal). Off the main thread, where signals cannot be caught,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 from collections.abc import Callable
@@ -66,7 +67,8 @@ class Drain:
             def handler(
                 signum: int, frame: FrameType | None, previous: Callable[..., Any] = previous
             ) -> None:
-                loop.call_soon_threadsafe(self._event.set)
+                with contextlib.suppress(RuntimeError):  # the loop is already closed
+                    loop.call_soon_threadsafe(self._event.set)
                 previous(signum, frame)
 
             signal.signal(sig, handler)

@@ -127,10 +127,8 @@ class Producers:
     def resume(self, run: RunRecord, *, request_id: str) -> bool:
         """Take over a run claimed from another writer: re-attach after its `agent_cursor`.
 
-        False once shutdown has begun, or if this process already writes the run.
+        False once shutdown has begun.
         """
-        if run.run_id in self._tasks:
-            return False
         return self._launch(run, None, request_id)
 
     def _launch(self, run: RunRecord, message: str | None, request_id: str) -> bool:
@@ -145,6 +143,10 @@ class Producers:
         task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
         self.metrics.active_producers.inc()
         return True
+
+    def __contains__(self, run_id: object) -> bool:
+        """Whether this process is producing the run now."""
+        return run_id in self._tasks
 
     @property
     def active(self) -> int:

@@ -86,6 +86,8 @@ class Sweeper:
         claimed = await self._store.claim_expired_runs(self._writer_id, self._lease_s, self._batch)
         refused: list[RunId] = []
         for run in claimed:
+            if run.run_id in self._producers:
+                continue  # our own run (its renewal was late): the claim renewed our lease
             request_id = f"takeover-{uuid.uuid4().hex[:12]}"
             if self._producers.resume(run, request_id=request_id):
                 log.info(

@@ -25,7 +25,7 @@ from broker.web.sse import aiter_sse
 from models.events import ChatMessage, Text, TextData
 from models.ids import ThreadId
 from tests.e2e.producer_harness import Stack, broker_and_agent, unbound_url
-from tests.fakes.agent import complete, text
+from tests.fakes.agent import Gate, complete, text
 
 FAST_SWEEP = {"sweep_s": 0.05}
 
@@ -185,3 +185,31 @@ async def _sse(
         async for frame in aiter_sse(response.aiter_bytes()):
             events.append(frame.json())
     return events
+
+
+async def test_a_run_this_replica_still_produces_is_not_taken_from_it(
+    settings: Settings, store: Store
+) -> None:
+    async with broker_and_agent(settings, store, **FAST_SWEEP) as stack:
+        gate = Gate()
+        stack.fake.script("slow", text("a"), gate, text("b"), complete("ab"))
+        run_id = (await stack.start_run(await stack.new_thread(), "slow"))["run_id"]
+        await asyncio.wait_for(gate.reached.wait(), 10)
+        # Its renewal is late (say the database was away): the lease has expired.
+        async with stack.store.transaction() as conn:
+            await conn.execute(
+                sa.text("UPDATE runs SET lease_expires_at = now() - interval '1 s' WHERE id = :id"),
+                {"id": uuid.UUID(run_id)},
+            )
+        await asyncio.sleep(0.3)  # several sweeps claim it, each time for this same writer
+        gate.open()
+        assert await stack.finished(run_id) == "stored"
+        row = await stack.run_row(run_id)
+        assert not [c for c in stack.fake.calls if c.path == f"/runs/{run_id}/stream"]
+    assert row.status == "completed"
+    assert [e.event.event_type for e in await stack.events(run_id)] == [
+        "run_started",
+        "text",
+        "text",
+        "complete",
+    ]
