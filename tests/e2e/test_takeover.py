@@ -100,8 +100,10 @@ async def test_kill_9_of_the_replica_and_the_agent_ends_the_run_producer_lost(
         on_b, _ = _viewer(c.b, run_id)
         await _until(seen_a, 100)
 
-        c.agent.kill()
+        # The replica first: killed second, it could see the agent's stream break and
+        # end the run itself (`agent_stream_failed`) in between.
         c.a.kill()
+        c.agent.kill()
         with contextlib.suppress(httpx.HTTPError):
             await on_a
         from_b = await asyncio.wait_for(on_b, 90)
