@@ -66,7 +66,7 @@ async def test_kill_9_of_the_producing_replica_the_other_takes_over_exactly(
     settings: Settings, store: Store, tmp_path: Path
 ) -> None:
     async with cluster(settings, tmp_path, workspace_id=await _workspace(store), lease_s=2) as c:
-        _, reference = await c.start_run(c.b, BENCH)
+        reference_thread, reference = await c.start_run(c.b, BENCH)
         thread, run_id = await c.start_run(c.a, BENCH)
         viewer, seen = _viewer(c.a, run_id)
         await _until(seen, 300)
@@ -87,6 +87,10 @@ async def test_kill_9_of_the_producing_replica_the_other_takes_over_exactly(
         assert run["last_seq"] == len(events)
         messages = (await c.b.http.get(f"/api/threads/{thread}/messages")).json()["messages"]
         assert [m["role"] for m in messages] == ["user", "assistant"]
+        expected = await c.b.http.get(f"/api/threads/{reference_thread}/messages")
+        assert [m["content"] for m in messages] == [
+            m["content"] for m in expected.json()["messages"]
+        ]
         # And the whole run, read again from the start on the survivor, is the same.
         assert await watch(c.b, run_id) == events
 

@@ -256,6 +256,21 @@ async def test_a_pending_run_never_started_is_claimed_and_becomes_streaming(
     assert (await adapter.get_run(run.workspace_id, run.run_id)).status == "interrupted"
 
 
+async def test_two_replicas_sweeping_at_once_never_claim_the_same_run(
+    adapter: AnyStore,
+) -> None:
+    runs = [await _run(adapter, f"w{i}", lease_s=0) for i in range(12)]
+    first, second = await asyncio.gather(
+        adapter.claim_expired_runs("r1", 60, limit=8),
+        adapter.claim_expired_runs("r2", 60, limit=8),
+    )
+    one, two = {r.run_id for r in first}, {r.run_id for r in second}
+    assert not one & two
+    assert one | two == {r.run_id for r in runs}
+    for claimed, writer in ((first, "r1"), (second, "r2")):
+        assert {r.writer_id for r in claimed} == {writer}
+
+
 async def test_finished_runs_are_never_claimed(adapter: AnyStore) -> None:
     run = await _run(adapter, lease_s=0)
     ending = RunEnding("completed")
