@@ -33,9 +33,11 @@ A run taken over from another writer (`Producers.resume`, called by the
 sweeper) re-attaches to the agent with `Last-Event-ID` = the run's
 `agent_cursor`, the agent's id of its last stored event, so the agent replays
 exactly what was never stored. Every re-attach resumes after the newest agent
-id this producer has pushed. On shutdown the task is cancelled: the agent connection closes,
-the run's buffered events are flushed and its lease handed over by the
-stream manager, and the agent keeps the run for a re-attach.
+id this producer has pushed.
+
+On shutdown the task is cancelled: the agent connection closes, the run's
+buffered events are flushed and its lease handed over by the stream manager,
+and the agent keeps the run for a re-attach.
 """
 
 from __future__ import annotations
