@@ -117,7 +117,14 @@ def _open_write_side(app: FastAPI, stack: contextlib.AsyncExitStack, settings: S
     retention.start()
     stack.push_async_callback(retention.close)
     producers = Producers(
-        store, streams, agent, app.state.metrics, agent_backoff=app.state.agent_backoff
+        store,
+        streams,
+        agent,
+        app.state.metrics,
+        agent_backoff=app.state.agent_backoff,
+        capability_secret=settings.require(settings.secret, "BROKER_SECRET"),
+        capability_ttl_s=settings.capability_ttl_s,
+        max_event_bytes=settings.max_event_bytes,
     )
     stack.push_async_callback(producers.close)
     app.state.streams, app.state.retention, app.state.producers = streams, retention, producers

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     keepalive_s: float = Field(default=15.0, gt=0, validation_alias="BROKER_KEEPALIVE_S")
     query_timeout_s: float = Field(default=5.0, gt=0, validation_alias="BROKER_QUERY_TIMEOUT_S")
     query_max_rows: int = Field(default=500, ge=1, validation_alias="BROKER_QUERY_MAX_ROWS")
+    max_event_bytes: int = Field(default=1_048_576, ge=1, validation_alias="BROKER_MAX_EVENT_BYTES")
+    capability_ttl_s: int = Field(default=3600, ge=1, validation_alias="BROKER_CAPABILITY_TTL_S")
     log_level: str = Field(default="info", validation_alias="BROKER_LOG_LEVEL")
 
     @field_validator("database_url")

@@ -93,6 +93,7 @@ def test_agent_request_body_matches_the_agent_contract() -> None:
         history=[ChatMessage(role="user", content="q"), ChatMessage(role="assistant", content="a")],
         new_user_message="next",
         integrations=[AgentIntegration(id="i1", kind="postgres", name="shop")],
+        capability="cap.sig",
     ).model_dump(mode="json")
     assert body == {
         "run_id": str(run_id),
@@ -100,4 +101,5 @@ def test_agent_request_body_matches_the_agent_contract() -> None:
         "history": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
         "new_user_message": "next",
         "integrations": [{"id": "i1", "kind": "postgres", "name": "shop"}],
+        "capability": "cap.sig",
     }
