@@ -155,7 +155,7 @@ def cap_result(
     for row in result.get("rows", []):
         cells = [_cut(c, max_cell_chars) if isinstance(c, str) else c for c in row]
         truncated = truncated or cells != list(row)
-        size = _json_size(cells) + 1  # and its comma
+        size = _json_size(cells) + (1 if rows else 0)  # and the comma before it
         if size > budget:
             truncated = True
             break
