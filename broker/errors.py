@@ -8,7 +8,8 @@
     ├── AuthError              no, malformed, forged or expired credentials
     ├── StoreError
     │   ├── NotFound           no such row in the caller's workspace
-    │   ├── Conflict           e.g. a thread that already has a run streaming
+    │   ├── Conflict           the write conflicts with what is stored (409 conflict)
+    │   │   └── RunInProgress  the thread already has a run streaming (409 run_in_progress)
     │   └── DatabaseUnavailable  the driver could not reach PostgreSQL
     ├── AgentError             the agent service could not be used as asked
     │   ├── AgentUnavailable   refused, 5xx or timed out (retried with backoff)
@@ -50,6 +51,7 @@ __all__ = [
     "QueryFailed",
     "QueryRejected",
     "QueryTimeout",
+    "RunInProgress",
     "StoreError",
     "UnknownKeyError",
 ]
@@ -89,6 +91,14 @@ class NotFound(StoreError):
 
 class Conflict(StoreError):
     pass
+
+
+class RunInProgress(Conflict):
+    """The thread already has a run pending or streaming; `run_id` names it (if known)."""
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class DatabaseUnavailable(StoreError):

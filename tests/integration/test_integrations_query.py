@@ -268,7 +268,8 @@ async def test_a_bad_body_is_422(broker: Broker) -> None:
         content=b"{not json",
         headers={**broker.secret, "content-type": "application/json"},
     )
-    assert not_json.status_code == 422
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_json"
 
 
 async def test_an_unreachable_database_is_502(broker: Broker, databases: TestDatabases) -> None:
