@@ -6,6 +6,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
+from broker.capability import verify_capability
 from broker.settings import Settings
 from broker.store import Store
 from tests.e2e.producer_harness import Stack, broker_and_agent, unbound_url
@@ -78,8 +79,11 @@ async def test_a_409_means_the_agent_already_runs_it_so_the_broker_reattaches(
         run_id, events, row = await _run(
             stack, "in flight", text("a"), complete("a"), failures=[409]
         )
-        reattached = [c for c in stack.fake.calls if c.path == f"/runs/{run_id}/stream"]
-        assert len(reattached) == 1
+        (reattached,) = [c for c in stack.fake.calls if c.path == f"/runs/{run_id}/stream"]
+        # A re-attach hands the run's tools a fresh capability for the same run.
+        secret = settings.require(settings.secret, "BROKER_SECRET")
+        granted = verify_capability(secret, reattached.headers["x-run-capability"])
+        assert (str(granted.run_id), granted.workspace_id) == (run_id, stack.workspace_id)
     assert _types(events) == ["run_started", "text", "complete"]
     assert row.status == "completed"
 
