@@ -10,7 +10,8 @@
     │   ├── NotFound           no such row in the caller's workspace
     │   ├── Conflict           the write conflicts with what is stored (409 conflict)
     │   │   └── RunInProgress  the thread already has a run streaming (409 run_in_progress)
-    │   └── DatabaseUnavailable  the driver could not reach PostgreSQL
+    │   ├── DatabaseUnavailable  the driver could not reach PostgreSQL
+    │   └── Unstorable         a value PostgreSQL refuses to store (a NUL in text): 422
     ├── AgentError             the agent service could not be used as asked
     │   ├── AgentUnavailable   refused, 5xx or timed out (retried with backoff)
     │   ├── AgentConflict      the agent already runs this run id (re-attach instead)
@@ -54,6 +55,7 @@ __all__ = [
     "RunInProgress",
     "StoreError",
     "UnknownKeyError",
+    "Unstorable",
 ]
 
 
@@ -103,6 +105,10 @@ class RunInProgress(Conflict):
 
 class DatabaseUnavailable(StoreError):
     pass
+
+
+class Unstorable(StoreError):
+    """Input PostgreSQL refuses as data (a NUL character in text, say): the caller's to fix."""
 
 
 class AgentError(BrokerError):

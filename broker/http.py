@@ -30,7 +30,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.auth import COOKIE_NAME, Principal, verify_token
-from broker.errors import AuthError, Conflict, DatabaseUnavailable, NotFound, RunInProgress
+from broker.errors import (
+    AuthError,
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    RunInProgress,
+    Unstorable,
+)
 from broker.settings import Settings
 from broker.store import Store
 
@@ -115,6 +122,10 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(401, "unauthorized", str(exc))
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+    @app.exception_handler(Unstorable)
+    async def _unstorable(request: Request, exc: Unstorable) -> JSONResponse:
+        return error_response(422, "validation_error", str(exc))
 
     @app.exception_handler(DatabaseUnavailable)
     async def _unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:

@@ -24,11 +24,17 @@ import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID, insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from broker.crypto import Keyring, event_aad
-from broker.errors import Conflict, DatabaseUnavailable, NotFound, RunInProgress
+from broker.errors import Conflict, DatabaseUnavailable, NotFound, RunInProgress, Unstorable
 from models.events import (
     ChatMessage,
     RunStarted,
@@ -401,6 +407,11 @@ class Store:
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise DatabaseUnavailable(str(exc)) from exc
+            cause = getattr(exc.orig, "__cause__", None)
+            if isinstance(exc, DataError) or isinstance(cause, asyncpg.exceptions.DataError):
+                # Never the driver's text: it may quote the value.
+                _log.info("unstorable_value", error=type(cause or exc.orig).__name__)
+                raise Unstorable("a value cannot be stored (a NUL character in text?)") from exc
             raise
 
     # --- encryption of event rows -------------------------------------------------

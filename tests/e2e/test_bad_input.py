@@ -148,3 +148,10 @@ async def test_a_query_string_is_never_logged_in_full(stack: Stack) -> None:
     assert len(records.lines) >= 5
     assert not [line for line in records.lines if secret in line]
     assert any("token=[redacted]" in line for line in records.lines)
+
+
+async def test_text_postgresql_cannot_store_is_422_not_500(stack: Stack) -> None:
+    dsn = '"credentials": {"dsn": "postgresql://u@db.example/d"}'
+    for name in ("a\\u0000b", "\\u0000"):
+        body = f'{{"kind": "postgres", "name": "{name}", {dsn}}}'.encode()
+        await _expect(stack, 422, "validation_error", "POST", "/api/integrations", **_json(body))
