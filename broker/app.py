@@ -26,10 +26,12 @@ from broker.errors import ConfigError
 from broker.http import (
     BodyLimitMiddleware,
     RequestIdMiddleware,
+    UnicodeBodyMiddleware,
     error_response,
     install_error_handlers,
 )
 from broker.integrations import router as integrations_router
+from broker.logs import redact_access_log
 from broker.metrics import Metrics
 from broker.migrate import is_at_head
 from broker.producer import Producers
@@ -82,6 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
     # Retry schedule for an agent that refuses a run; tests swap in a faster one.
     app.state.agent_backoff = Backoff(base=0.2, cap=5.0, attempts=5)
     install_error_handlers(app)
+    redact_access_log()  # whoever serves the app: no URL credential in the access log
+    app.add_middleware(UnicodeBodyMiddleware)  # inside the body limit: reads a bounded body
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     _add_health_routes(app)
@@ -117,7 +121,14 @@ def _open_write_side(app: FastAPI, stack: contextlib.AsyncExitStack, settings: S
     retention.start()
     stack.push_async_callback(retention.close)
     producers = Producers(
-        store, streams, agent, app.state.metrics, agent_backoff=app.state.agent_backoff
+        store,
+        streams,
+        agent,
+        app.state.metrics,
+        agent_backoff=app.state.agent_backoff,
+        capability_secret=settings.require(settings.secret, "BROKER_SECRET"),
+        capability_ttl_s=settings.capability_ttl_s,
+        max_event_bytes=settings.max_event_bytes,
     )
     stack.push_async_callback(producers.close)
     app.state.streams, app.state.retention, app.state.producers = streams, retention, producers

@@ -58,7 +58,7 @@ def _database(settings: Settings) -> Iterator[Settings]:
 
 def _migrate(settings: Settings) -> None:
     assert settings.database_url is not None
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, keyring=settings.with_secrets().keyring())
 
 
 @app.command()

@@ -8,8 +8,10 @@
     ├── AuthError              no, malformed, forged or expired credentials
     ├── StoreError
     │   ├── NotFound           no such row in the caller's workspace
-    │   ├── Conflict           e.g. a thread that already has a run streaming
-    │   └── DatabaseUnavailable  the driver could not reach PostgreSQL
+    │   ├── Conflict           the write conflicts with what is stored (409 conflict)
+    │   │   └── RunInProgress  the thread already has a run streaming (409 run_in_progress)
+    │   ├── DatabaseUnavailable  the driver could not reach PostgreSQL
+    │   └── Unstorable         a value PostgreSQL refuses to store (a NUL in text): 422
     ├── AgentError             the agent service could not be used as asked
     │   ├── AgentUnavailable   refused, 5xx or timed out (retried with backoff)
     │   ├── AgentConflict      the agent already runs this run id (re-attach instead)
@@ -52,8 +54,10 @@ __all__ = [
     "QueryFailed",
     "QueryRejected",
     "QueryTimeout",
+    "RunInProgress",
     "StoreError",
     "UnknownKeyError",
+    "Unstorable",
 ]
 
 
@@ -93,8 +97,20 @@ class Conflict(StoreError):
     pass
 
 
+class RunInProgress(Conflict):
+    """The thread already has a run pending or streaming; `run_id` names it (if known)."""
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class DatabaseUnavailable(StoreError):
     pass
+
+
+class Unstorable(StoreError):
+    """Input PostgreSQL refuses as data (a NUL character in text, say): the caller's to fix."""
 
 
 class AgentError(BrokerError):

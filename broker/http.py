@@ -3,13 +3,22 @@
 Errors are always `{"error": {"code", "message"}}` with a fitting status;
 `ApiError` carries them, and the handlers installed here turn FastAPI's own
 validation errors, unknown routes and the broker's exceptions into that
-shape. Every request gets an `X-Request-ID` (the caller's, or a new one),
-bound into the logs and sent back. Bodies over the limit are refused with
-413 before they are read into memory.
+shape, so every request-parsing failure has one answer:
+
+    400 invalid_json       a body that is not JSON
+    413 payload_too_large  a body over the limit, declared or streamed (chunked)
+    422 validation_error   JSON, but not the schema, or a string that is not
+                           valid Unicode (a lone surrogate escape)
+
+Every request gets an `X-Request-ID` (the caller's, or a new one), bound
+into the logs and sent back. Bodies over the limit are refused with 413
+before they are read into memory.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Any
 
@@ -21,7 +30,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.auth import COOKIE_NAME, Principal, verify_token
-from broker.errors import AuthError, Conflict, DatabaseUnavailable, NotFound
+from broker.errors import (
+    AuthError,
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    RunInProgress,
+    Unstorable,
+)
 from broker.settings import Settings
 from broker.store import Store
 
@@ -29,6 +45,7 @@ __all__ = [
     "ApiError",
     "BodyLimitMiddleware",
     "RequestIdMiddleware",
+    "UnicodeBodyMiddleware",
     "authenticate",
     "get_settings",
     "get_store",
@@ -77,6 +94,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid":
+            detail = first.get("ctx", {}).get("error", "invalid")
+            return error_response(400, "invalid_json", f"the body is not JSON: {detail}")
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "")
         fields = [".".join(str(p) for p in e.get("loc", ())) for e in errors]
@@ -93,6 +113,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        if isinstance(exc, RunInProgress):
+            return error_response(409, "run_in_progress", str(exc), run_id=exc.run_id)
         return error_response(409, "conflict", str(exc))
 
     @app.exception_handler(AuthError)
@@ -100,6 +122,10 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(401, "unauthorized", str(exc))
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
+
+    @app.exception_handler(Unstorable)
+    async def _unstorable(request: Request, exc: Unstorable) -> JSONResponse:
+        return error_response(422, "validation_error", str(exc))
 
     @app.exception_handler(DatabaseUnavailable)
     async def _unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
@@ -155,7 +181,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise ApiError(413, "payload_too_large", "request body too large")
+                    # An HTTPException, since FastAPI turns anything else raised while
+                    # it reads the body into a 400 "error parsing the body".
+                    raise StarletteHTTPException(413, f"request body over {self.max_bytes} bytes")
             return message
 
         await self.app(scope, limited_receive, send)
@@ -165,6 +193,74 @@ class BodyLimitMiddleware:
             413, "payload_too_large", f"request body over {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
+
+
+class UnicodeBodyMiddleware:
+    """Refuse, with 422, a JSON body holding a string that is not valid Unicode.
+
+    JSON may escape a lone surrogate (`"\\ud800"`) and Python decodes it into a
+    `str` that no UTF-8 encoder, database or log line accepts: every route would
+    fail on it later, as a 500. The body (already bounded by `BodyLimitMiddleware`)
+    is read here once and replayed to the app; only a body that may hold a
+    surrogate at all (an escape `\\uD800`-`\\uDFFF`, or the raw bytes) is parsed.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        try:
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+        except StarletteHTTPException as exc:
+            code = _STATUS_CODES.get(exc.status_code, "error")
+            await error_response(exc.status_code, code, str(exc.detail))(scope, receive, send)
+            return
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        if _holds_lone_surrogate(body):
+            response = error_response(
+                422, "validation_error", "body: a string is not valid Unicode (lone surrogate)"
+            )
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+_SURROGATE_HINT = re.compile(rb"\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _holds_lone_surrogate(body: bytes) -> bool:
+    if not _SURROGATE_HINT.search(body):
+        return False
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # not JSON: the route answers that itself
+    stack: list[Any] = [parsed]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def request_id_of(request: Request) -> str:

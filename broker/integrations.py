@@ -2,7 +2,7 @@
 
     POST /api/integrations                      bearer; register one (credentials sealed)
     GET  /api/integrations                      bearer; the caller's workspace's, no credentials
-    POST /api/agents/integrations/{id}/query    x-local-secret; run SQL with the held credentials
+    POST /api/agents/integrations/{id}/query    x-local-secret + x-run-capability; run SQL
 
 Credentials come in once and never go out: they are a `SecretStr` from the
 moment the body is parsed (so no repr or log shows them), sealed by the
@@ -18,14 +18,20 @@ powers after it was registered. Both answer, beyond their own errors:
     502 integration_unavailable the integration's database cannot be reached (one answer
                                 for every kind of failure; the detail is in the log)
 
-The query callback is for the agent service alone (the shared local
-secret, compared in constant time); it answers at most BROKER_QUERY_MAX_ROWS
-rows and BROKER_QUERY_MAX_BYTES of JSON (`truncated: true` past either), or:
+The query callback is for the agent service alone, and for one run at a
+time: it needs the shared local secret (compared in constant time) and the
+run capability the broker minted for the run (`broker.capability`); it
+answers only while that run is streaming, and only for an integration of
+that run's workspace (another workspace's is as unknown as a missing one).
+A missing or wrong secret, a missing, forged or expired capability, or one
+for a run no longer streaming is 401. It answers at most
+BROKER_QUERY_MAX_ROWS rows and BROKER_QUERY_MAX_BYTES of JSON
+(`truncated: true` past either), or one of:
 
     400 query_rejected          not a single read (write, several statements, no privilege)
     408 query_timeout           over BROKER_QUERY_TIMEOUT_S
     422 query_failed            syntax error, unknown table or column, bad cast...
-    404 not_found               no such integration
+    404 not_found               no such integration in the run's workspace
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from broker.auth import Principal
+from broker.capability import CAPABILITY_HEADER, RunCapability, verify_capability
 from broker.errors import AuthError, CryptoError, IntegrationError, NotFound, QueryRejected
 from broker.http import ApiError, authenticate, get_settings, get_store
 from broker.integration_policy import Policy
@@ -57,6 +64,7 @@ __all__ = [
     "PostgresCredentials",
     "QueryRequest",
     "require_local_secret",
+    "require_run_capability",
     "router",
 ]
 
@@ -105,6 +113,14 @@ class CreateIntegration(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     credentials: PostgresCredentials
 
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # Refused before the registration connects anywhere; PostgreSQL cannot store NUL.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class IntegrationOut(BaseModel):
     id: str
@@ -133,6 +149,32 @@ def require_local_secret(request: Request) -> None:
     given = request.headers.get("x-local-secret", "").encode("latin-1")
     if not given or not hmac.compare_digest(given, expected):
         raise AuthError("missing or wrong x-local-secret")
+
+
+async def require_run_capability(
+    request: Request, _: Annotated[None, Depends(require_local_secret)]
+) -> RunCapability:
+    """The run the callback acts for: a valid `x-run-capability` of a run still streaming.
+
+    `AuthError` (401) otherwise, the same for a run that finished as for one
+    that never was: the capability is spent either way.
+    """
+    settings = get_settings(request)
+    granted = verify_capability(
+        settings.require(settings.secret, "BROKER_SECRET"),
+        request.headers.get(CAPABILITY_HEADER, ""),
+    )
+    try:
+        run = await get_store(request).get_run(granted.workspace_id, granted.run_id)
+    except NotFound:
+        run = None
+    if run is None or run.status != "streaming":
+        raise AuthError("the run capability's run is no longer streaming")
+    structlog.contextvars.bind_contextvars(run_id=str(granted.run_id))
+    return granted
+
+
+RunScope = Annotated[RunCapability, Depends(require_run_capability)]
 
 
 @router.post("/api/integrations", status_code=201, response_model=IntegrationOut)
@@ -173,17 +215,14 @@ async def list_integrations(request: Request, principal: Caller) -> IntegrationL
     return IntegrationList(integrations=[IntegrationOut.of(record) for record in records])
 
 
-@router.post(
-    "/api/agents/integrations/{integration_id}/query",
-    dependencies=[Depends(require_local_secret)],
-)
+@router.post("/api/agents/integrations/{integration_id}/query")
 async def query_integration(
-    integration_id: str, body: QueryRequest, request: Request
+    integration_id: str, body: QueryRequest, request: Request, scope: RunScope
 ) -> JSONResponse:
     settings = get_settings(request)
     metrics: Metrics = request.app.state.metrics
     bound = log.bind(integration_id=integration_id)
-    record, credentials = await _credentials(request, integration_id)
+    record, credentials = await _credentials(request, scope, integration_id)
     started = time.perf_counter()
     try:
         if record.kind != "postgres":
@@ -234,15 +273,20 @@ async def _policy(request: Request, *, managed: bool) -> Policy:
 
 
 async def _credentials(
-    request: Request, integration_id: str
+    request: Request, scope: RunCapability, integration_id: str
 ) -> tuple[IntegrationRecord, dict[str, object]]:
-    """The integration and its opened credentials; a malformed id is just not found."""
+    """The integration of the run's workspace and its opened credentials.
+
+    A malformed id, or another workspace's integration, is just not found.
+    """
     try:
         parsed = IntegrationId(uuid.UUID(integration_id))
     except ValueError as exc:
         raise NotFound(f"integration {integration_id[:64]!r} not found") from exc
     try:
-        return await get_store(request).integration_credentials(parsed)
+        return await get_store(request).integration_credentials(
+            parsed, workspace_id=scope.workspace_id
+        )
     except CryptoError as exc:
         log.error("integration_credentials_unreadable", integration_id=str(parsed), error=str(exc))
         raise ApiError(

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
         default=262_144, ge=1024, validation_alias="BROKER_QUERY_MAX_BYTES"
     )
     integration_allow: str = Field(default="", validation_alias="BROKER_INTEGRATION_ALLOW")
+    max_event_bytes: int = Field(default=1_048_576, ge=1, validation_alias="BROKER_MAX_EVENT_BYTES")
+    capability_ttl_s: int = Field(default=3600, ge=1, validation_alias="BROKER_CAPABILITY_TTL_S")
     log_level: str = Field(default="info", validation_alias="BROKER_LOG_LEVEL")
 
     @field_validator("database_url")

@@ -22,12 +22,19 @@ from typing import Any, cast
 
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID, insert
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from broker.crypto import Keyring, event_aad
-from broker.errors import Conflict, DatabaseUnavailable, NotFound
+from broker.errors import Conflict, DatabaseUnavailable, NotFound, RunInProgress, Unstorable
 from models.events import (
     ChatMessage,
     RunStarted,
@@ -38,6 +45,8 @@ from models.events import (
 )
 from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId, new_id
 from models.tables import Integration, Message, RawStreamEvent, Run, Thread, Workspace
+
+_log = structlog.get_logger(__name__)
 
 __all__ = [
     "NOTIFY_CHANNEL",
@@ -57,6 +66,7 @@ __all__ = [
     "message_aad",
     "notify_payloads",
     "parse_notify_payload",
+    "title_aad",
 ]
 
 _runs = cast(sa.Table, Run.__table__)
@@ -146,6 +156,11 @@ def _integration_record(row: sa.Row[Any]) -> IntegrationRecord:
         name=row.name,
         created_at=row.created_at,
     )
+
+
+def title_aad(thread_id: uuid.UUID) -> bytes:
+    """The associated data of a thread's title: `thread-title:<id>`."""
+    return f"thread-title:{thread_id}".encode()
 
 
 def message_aad(message_id: uuid.UUID) -> bytes:
@@ -384,12 +399,19 @@ class Store:
             async with self.engine.begin() as conn:
                 yield conn
         except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
+            # Never the driver's text: it names constraints and quotes values.
+            _log.info("write_conflict", error=str(exc.orig)[:300])
+            raise Conflict("the request conflicts with what is stored") from exc
         except (OperationalError, InterfaceError, OSError) as exc:
             raise DatabaseUnavailable(str(exc)) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise DatabaseUnavailable(str(exc)) from exc
+            cause = getattr(exc.orig, "__cause__", None)
+            if isinstance(exc, DataError) or isinstance(cause, asyncpg.exceptions.DataError):
+                # Never the driver's text: it may quote the value.
+                _log.info("unstorable_value", error=type(cause or exc.orig).__name__)
+                raise Unstorable("a value cannot be stored (a NUL character in text?)") from exc
             raise
 
     # --- encryption of event rows -------------------------------------------------
@@ -429,16 +451,30 @@ class Store:
 
     async def create_thread(self, workspace_id: WorkspaceId, title: str | None) -> ThreadRecord:
         """Insert a thread into a workspace."""
+        thread_id = new_id()
+        sealed = (
+            None if title is None else self.keyring.encrypt(title.encode(), title_aad(thread_id))
+        )
         stmt = (
             _threads.insert()
-            .values(id=new_id(), workspace_id=workspace_id, title=title)
+            .values(
+                id=thread_id,
+                workspace_id=workspace_id,
+                title_key_id=sealed.key_id if sealed else None,
+                title=sealed.blob if sealed else None,
+            )
             .returning(*_threads.c)
         )
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one()
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
+
+    def _thread_record(self, row: sa.Row[Any]) -> ThreadRecord:
+        """A thread row with its title opened."""
+        title = None
+        if row.title is not None:
+            title = self.keyring.decrypt(row.title_key_id, row.title, title_aad(row.id)).decode()
+        return ThreadRecord(ThreadId(row.id), WorkspaceId(row.workspace_id), title, row.created_at)
 
     async def get_thread(self, workspace_id: WorkspaceId, thread_id: ThreadId) -> ThreadRecord:
         """A thread of the workspace, or `NotFound` (also for another workspace's)."""
@@ -449,9 +485,7 @@ class Store:
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound(f"thread {thread_id} not found")
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
 
     # --- runs -------------------------------------------------------------------------
 
@@ -492,12 +526,29 @@ class Store:
             .returning(*_runs.c)
         )
         arrays = self.seal_events([PendingEvent(run_id, 1, started, now)])
-        async with self.transaction() as conn:
-            row = (await conn.execute(insert_run)).one()
-            await conn.execute(_INSERT_EVENTS, arrays)
-            if message is not None:
-                await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        try:
+            async with self.transaction() as conn:
+                row = (await conn.execute(insert_run)).one()
+                await conn.execute(_INSERT_EVENTS, arrays)
+                if message is not None:
+                    await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        except Conflict:
+            busy = await self._active_run(thread.thread_id)
+            raise RunInProgress(
+                f"thread {thread.thread_id} already has run {busy or '(just finished)'} "
+                "in progress; wait for it to end or cancel it, then start another",
+                run_id=str(busy) if busy else None,
+            ) from None
         return _run_record(row)
+
+    async def _active_run(self, thread_id: ThreadId) -> RunId | None:
+        """The thread's run pending or streaming, if any."""
+        stmt = sa.select(_runs.c.id).where(
+            _runs.c.thread_id == thread_id, _runs.c.status.in_(("pending", "streaming"))
+        )
+        async with self.transaction() as conn:
+            found = (await conn.execute(stmt)).scalar_one_or_none()
+        return RunId(found) if found is not None else None
 
     async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
         """A run of the workspace, or `NotFound` (also for another workspace's)."""
@@ -713,11 +764,16 @@ class Store:
         return _integration_record(row)
 
     async def integration_credentials(
-        self, integration_id: IntegrationId
+        self, integration_id: IntegrationId, *, workspace_id: WorkspaceId | None = None
     ) -> tuple[IntegrationRecord, dict[str, Any]]:
-        """An integration with its decrypted credentials (for the callback), or `NotFound`."""
+        """An integration with its decrypted credentials (for the callback), or `NotFound`.
+
+        With `workspace_id`, another workspace's integration is `NotFound` too.
+        """
         sealed = [_integrations.c.key_id, _integrations.c.credentials]
         stmt = sa.select(*_INTEGRATION_COLUMNS, *sealed).where(_integrations.c.id == integration_id)
+        if workspace_id is not None:
+            stmt = stmt.where(_integrations.c.workspace_id == workspace_id)
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:

@@ -72,7 +72,7 @@ class Workspace(Base):
 
 
 class Thread(Base):
-    """A conversation."""
+    """A conversation; its title sealed like message content (invariant 4)."""
 
     __tablename__ = "threads"
 
@@ -80,7 +80,8 @@ class Thread(Base):
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    title: Mapped[str | None] = mapped_column(String(500))
+    title_key_id: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _now()
 
 

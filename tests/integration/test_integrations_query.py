@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 
 from broker.app import create_app
 from broker.auth import mint_token
+from broker.capability import mint_capability
 from broker.demo import ensure_demo_integration
 from broker.settings import Settings
 from broker.store import IntegrationRecord, Store
@@ -49,6 +50,7 @@ class Broker:
     workspace_id: WorkspaceId
     demo: IntegrationRecord
     demo_password: str
+    capability: str
 
     @contextlib.asynccontextmanager
     async def with_settings(self, **update: Any) -> AsyncIterator[Broker]:
@@ -56,12 +58,22 @@ class Broker:
         settings = self.settings.model_copy(update=update)
         async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
             yield Broker(
-                http, settings, self.store, self.workspace_id, self.demo, self.demo_password
+                http,
+                settings,
+                self.store,
+                self.workspace_id,
+                self.demo,
+                self.demo_password,
+                self.capability,
             )
 
     @property
     def secret(self) -> dict[str, str]:
-        return {"x-local-secret": self.settings.require(self.settings.local_secret, "local")}
+        """What the agent sends: the local secret and a streaming run's capability."""
+        return {
+            "x-local-secret": self.settings.require(self.settings.local_secret, "local"),
+            "x-run-capability": self.capability,
+        }
 
     async def query(self, integration_id: object, sql: str, **headers: str) -> httpx.Response:
         return await self.http.post(
@@ -96,8 +108,14 @@ async def broker(
     _, credentials = await store.integration_credentials(demo.integration_id)
     password = make_url(credentials["dsn"]).password
     assert password
+    run = await store.create_run(
+        await store.create_thread(workspace_id, None), writer_id="test", lease_s=60
+    )
+    capability = mint_capability(
+        settings.require(settings.secret, "s"), run.run_id, workspace_id, ttl_s=300
+    )
     async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
-        yield Broker(http, settings, store, workspace_id, demo, password)
+        yield Broker(http, settings, store, workspace_id, demo, password, capability)
 
 
 def _closed_port() -> int:
@@ -345,7 +363,8 @@ async def test_a_bad_body_is_422(broker: Broker) -> None:
         content=b"{not json",
         headers={**broker.secret, "content-type": "application/json"},
     )
-    assert not_json.status_code == 422
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_json"
 
 
 async def test_an_unreachable_database_is_502(broker: Broker, databases: TestDatabases) -> None:
