@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["Bounds", "Period", "find_period"]
+__all__ = ["Bounds", "Period", "date_of", "find_period"]
 
 _MONTHS: Final = tuple(dt.date(2000, month, 1).strftime("%B").lower() for month in range(1, 13))
 _RELATIVE: Final = re.compile(
@@ -105,6 +105,19 @@ def find_period(question: str) -> Period | None:
         return Period(m.group(0), "month", absolute=dt.date(int(m.group(2)), month, 1))
     if (m := _YEAR.search(question)) is not None:
         return Period(m.group(0), "year", absolute=dt.date(int(m.group(1)), 1, 1))
+    return None
+
+
+def date_of(value: object) -> dt.date | None:
+    """The (UTC) date of an ISO timestamp or date as a query returns it; None if not one."""
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(dt.UTC)
+        return parsed.date()
     return None
 
 

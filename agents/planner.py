@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from agents.catalog import Catalog, Column, Table
-from agents.periods import Bounds, Period, find_period
+from agents.joins import Joins, date_literal, month_key
+from agents.periods import Bounds, Period, date_of, find_period
 from agents.vocabulary import (
     Measure,
     label_column,
+    literal_sql,
     mentioned_column,
     mentioned_tables,
     money_measure,
@@ -37,15 +39,8 @@ from agents.vocabulary import (
     words,
 )
 
-__all__ = ["Cannot", "Lookup", "Query", "literal_sql", "plan"]
+__all__ = ["Cannot", "Lookup", "Plan", "Query", "plan"]
 
-_READ: Final = frozenset({"select", "with", "values", "table", "explain"})
-_KEYWORD: Final = re.compile(r"\s*\(*\s*([A-Za-z]+)")
-_FENCE: Final = re.compile(r"^```(?:sql)?\s*|\s*```$|^`|`$", re.IGNORECASE)
-_SQL_MARKS: Final = re.compile(
-    r"[*,();=<>']|\b(where|limit|join|group\s+by|order\s+by|having|offset|union|distinct)\b",
-    re.IGNORECASE,
-)
 _MONTHLY: Final = re.compile(
     r"\b(by|per|each|every)\s+month\b|\bmonthly\b|\bmonth\s+by\s+month\b|\bover\s+time\b", re.I
 )
@@ -102,26 +97,6 @@ class Cannot:
 
 
 Plan = Lookup | Query | Cannot
-
-
-def literal_sql(question: str, table_names: frozenset[str] | None = None) -> str | None:
-    """The question itself when it is a read statement (code fences removed), else None.
-
-    "select * from t limit 3" is plainly SQL; "select id from orders" only if
-    `orders` is a table of `table_names` (English "select all customers from
-    France" is not).
-    """
-    text = _FENCE.sub("", question.strip()).strip()
-    first = _KEYWORD.match(text)
-    keyword = first.group(1).lower() if first else ""
-    if keyword not in _READ or len(text.split()) < 2:
-        return None
-    if keyword in ("with", "values", "table", "explain") or _SQL_MARKS.search(text):
-        return text
-    source = re.search(r"\bfrom\s+([A-Za-z_][\w.]*)", text, re.I)
-    if table_names is not None and source is not None and source.group(1).lower() in table_names:
-        return text
-    return None
 
 
 def plan(question: str, catalog: Catalog, latest: Mapping[str, object] | None = None) -> Plan:
@@ -226,13 +201,13 @@ class _Builder:
             if window is None:
                 return None
             target = window[0]
-        joins = _Joins(self.catalog, source)
+        joins = Joins(self.catalog, source)
         if target is not None and not joins.reach(target):
             return None
         value, value_name = self._value(measure, source, joins)
         if monthly:
             table, column = self._window(source) or (source, source.columns[0])
-            key = _month(joins.alias(table), column)
+            key = month_key(joins.alias(table), column)
             select, group, order = f"{key} AS month", "1", "1"
             heading = f"{value_name} by month (UTC)"
         elif entity is not None:
@@ -277,7 +252,7 @@ class _Builder:
         counted = self.tables[0]
         others = [t for t in self.tables[1:] if path(self.catalog, t, counted)]
         source = others[0] if others else counted
-        joins = _Joins(self.catalog, source)
+        joins = Joins(self.catalog, source)
         joins.reach(counted)
         if source is counted:
             value = "count(*)"
@@ -302,7 +277,7 @@ class _Builder:
         if measured is None or measured[0] is None:
             return None
         measure, source = measured[0], measured[1]
-        joins = _Joins(self.catalog, source)
+        joins = Joins(self.catalog, source)
         value, value_name = self._value(measure, source, joins)
         where, period_text = self._where(source, joins)
         if isinstance(where, Lookup):
@@ -319,7 +294,7 @@ class _Builder:
 
     def _rows(self) -> Plan:
         table = self.tables[0]
-        joins = _Joins(self.catalog, table)
+        joins = Joins(self.catalog, table)
         count = self._number(_DEFAULT_ROWS)
         column = time_column(table, self.question)
         if column is not None and _NEWEST.search(self.question) and not self.period:
@@ -341,13 +316,13 @@ class _Builder:
 
     # -- pieces -----------------------------------------------------------------
 
-    def _value(self, measure: Measure | None, source: Table, joins: _Joins) -> tuple[str, str]:
+    def _value(self, measure: Measure | None, source: Table, joins: Joins) -> tuple[str, str]:
         if measure is None:
             return "count(*)", f"{source.base_name}"
         name = _money_word(self.question) if not _UNITS.search(self.question) else "units"
         return f"sum({measure.sql(joins.alias(source))})", name
 
-    def _where(self, source: Table, joins: _Joins) -> tuple[str | Lookup, str]:
+    def _where(self, source: Table, joins: Joins) -> tuple[str | Lookup, str]:
         """(` WHERE ...` or "", ", in <period>") or a Lookup of the latest timestamp."""
         if self.period is None:
             return "", ""
@@ -361,8 +336,8 @@ class _Builder:
         joins.reach(table)
         ref = f"{joins.alias(table)}.{column.sql}"
         where = (
-            f"\nWHERE {ref} >= {_literal(column, bounds.start)} "
-            f"AND {ref} < {_literal(column, bounds.end)}"
+            f"\nWHERE {ref} >= {date_literal(column, bounds.start)} "
+            f"AND {ref} < {date_literal(column, bounds.end)}"
         )
         return where, f" in {bounds.description}, by {column.name}"
 
@@ -377,7 +352,7 @@ class _Builder:
                 f"so I'll first read the latest {column.name} in {table.name}.",
             )
         value = self.latest[sql]
-        latest = _as_date(value)
+        latest = date_of(value)
         if latest is None:
             return Bounds(dt.date.min, dt.date.min, f"{period.phrase} (but {table.name} is empty)")
         return period.bounds(latest)
@@ -387,67 +362,6 @@ class _Builder:
             if 0 < int(match.group(1)) <= 100:
                 return int(match.group(1))
         return default
-
-
-class _Joins:
-    """Tables joined along foreign keys from `source` (alias t0), each with its alias."""
-
-    def __init__(self, catalog: Catalog, source: Table) -> None:
-        self._catalog = catalog
-        self._aliases = {source.name: "t0"}
-        self._sql = [f"{source.name} t0"]
-        self._source = source
-
-    def reach(self, target: Table) -> bool:
-        steps = path(self._catalog, self._source, target)
-        if steps is None:
-            return False
-        for step in steps:
-            if step.target.name in self._aliases:
-                continue
-            alias = f"t{len(self._aliases)}"
-            self._aliases[step.target.name] = alias
-            near = self._aliases[step.table.name]
-            self._sql.append(
-                f"JOIN {step.target.name} {alias} "
-                f"ON {alias}.{step.foreign_key.ref_column} = {near}.{step.foreign_key.column}"
-            )
-        return True
-
-    def alias(self, table: Table) -> str:
-        if table.name not in self._aliases:
-            self.reach(table)
-        return self._aliases[table.name]
-
-    def sql(self) -> str:
-        return "\n".join(self._sql)
-
-
-def _month(alias: str, column: Column) -> str:
-    ref = f"{alias}.{column.sql}"
-    if "with time zone" in column.type:
-        ref = f"({ref} AT TIME ZONE 'UTC')"
-    return f"to_char(date_trunc('month', {ref}), 'YYYY-MM')"
-
-
-def _literal(column: Column, day: dt.date) -> str:
-    if column.type == "date":
-        return f"DATE '{day.isoformat()}'"
-    if "with time zone" in column.type:
-        return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+00'"
-    return f"TIMESTAMP '{day.isoformat()} 00:00:00'"
-
-
-def _as_date(value: object) -> dt.date | None:
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(dt.UTC)
-        return parsed.date()
-    return None
 
 
 def _money_word(question: str) -> str:

@@ -54,7 +54,8 @@ from langchain_core.tools import BaseTool
 
 from agents.answers import answer
 from agents.catalog import CATALOG_SQL, parse_catalog
-from agents.planner import Cannot, Lookup, Plan, Query, literal_sql, plan
+from agents.planner import Cannot, Lookup, Plan, Query, plan
+from agents.vocabulary import literal_sql
 
 __all__ = ["ScriptedChatModel", "asks_for_data"]
 

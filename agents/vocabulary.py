@@ -21,6 +21,7 @@ __all__ = [
     "Measure",
     "Step",
     "label_column",
+    "literal_sql",
     "mentioned_tables",
     "money_measure",
     "path",
@@ -31,6 +32,13 @@ __all__ = [
 ]
 
 _WORD: Final = re.compile(r"[a-z0-9]+")
+_READ: Final = frozenset({"select", "with", "values", "table", "explain"})
+_KEYWORD: Final = re.compile(r"\s*\(*\s*([A-Za-z]+)")
+_FENCE: Final = re.compile(r"^```(?:sql)?\s*|\s*```$|^`|`$", re.IGNORECASE)
+_SQL_MARKS: Final = re.compile(
+    r"[*,();=<>']|\b(where|limit|join|group\s+by|order\s+by|having|offset|union|distinct)\b",
+    re.IGNORECASE,
+)
 _AMOUNT_PARTS: Final = frozenset(
     {"amount", "total", "revenue", "subtotal", "sales", "value", "gross", "net", "paid"}
 )
@@ -180,3 +188,23 @@ def path(catalog: Catalog, source: Table, target: Table) -> list[Step] | None:
 
 def _base_tables_first(catalog: Catalog) -> list[Table]:
     return sorted(catalog.tables, key=lambda t: t.kind != "table")
+
+
+def literal_sql(question: str, table_names: frozenset[str] | None = None) -> str | None:
+    """The question itself when it is a read statement (code fences removed), else None.
+
+    "select * from t limit 3" is plainly SQL; "select id from orders" only if
+    `orders` is a table of `table_names` (English "select all customers from
+    France" is not).
+    """
+    text = _FENCE.sub("", question.strip()).strip()
+    first = _KEYWORD.match(text)
+    keyword = first.group(1).lower() if first else ""
+    if keyword not in _READ or len(text.split()) < 2:
+        return None
+    if keyword in ("with", "values", "table", "explain") or _SQL_MARKS.search(text):
+        return text
+    source = re.search(r"\bfrom\s+([A-Za-z_][\w.]*)", text, re.I)
+    if table_names is not None and source is not None and source.group(1).lower() in table_names:
+        return text
+    return None
