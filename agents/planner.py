@@ -47,6 +47,8 @@ _MONTHLY: Final = re.compile(
 _TOP: Final = re.compile(
     r"\b(top|most|highest|biggest|largest|best|least|lowest|fewest|worst|rank|ranking)\b", re.I
 )
+_BEYOND: Final = re.compile(r"\b(why|predict|forecast|should|will)\b", re.I)
+"""Causes, forecasts and advice: no single query answers them, so say so."""
 _BOTTOM: Final = re.compile(r"\b(least|lowest|fewest|worst|bottom)\b", re.I)
 _COUNT: Final = re.compile(r"\b(how\s+many|count|number\s+of)\b", re.I)
 _MONEY: Final = re.compile(
@@ -121,6 +123,8 @@ class _Builder:
 
     def build(self) -> Plan | None:
         q = self.question
+        if _BEYOND.search(q):
+            return None
         if _MONTHLY.search(q):
             return self._grouped(monthly=True)
         if _TOP.search(q) or re.search(r"\b(by|per)\s+\w", q, re.I):
