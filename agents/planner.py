@@ -28,6 +28,8 @@ from agents.joins import Joins, date_literal, month_key
 from agents.periods import Bounds, Period, date_of, find_period
 from agents.vocabulary import (
     Measure,
+    base_tables_first,
+    capabilities,
     label_column,
     literal_sql,
     mentioned_column,
@@ -36,7 +38,6 @@ from agents.vocabulary import (
     path,
     quantity_measure,
     time_column,
-    words,
 )
 
 __all__ = ["Cannot", "Lookup", "Plan", "Query", "plan"]
@@ -63,6 +64,7 @@ _LIST: Final = re.compile(
 )
 _NEWEST: Final = re.compile(r"\b(recent|latest|newest|last)\b", re.I)
 _NUMBER: Final = re.compile(r"\b(\d{1,3})\b")
+_PHRASES: Final = {"spent": "amount spent", "units": "number of units"}
 _DEFAULT_TOP: Final = 5
 _DEFAULT_ROWS: Final = 10
 
@@ -110,7 +112,7 @@ def plan(question: str, catalog: Catalog, latest: Mapping[str, object] | None = 
         return Cannot("This database has no table I can read, so I cannot answer that.")
     builder = _Builder(question, catalog, latest or {})
     planned = builder.build()
-    return planned if planned is not None else _cannot(catalog)
+    return planned if planned is not None else Cannot(capabilities(catalog))
 
 
 class _Builder:
@@ -129,7 +131,8 @@ class _Builder:
             return self._grouped(monthly=True)
         if _TOP.search(q) or re.search(r"\b(by|per)\s+\w", q, re.I):
             grouped = self._grouped(monthly=False)
-            if grouped is not None:
+            if grouped is not None or _TOP.search(q):
+                # A ranking of nothing this database holds is a "can't", not a total.
                 return grouped
         if _COUNT.search(q) and self.tables:
             return self._count()
@@ -152,7 +155,7 @@ class _Builder:
         """
         if _MONEY.search(self.question) or _UNITS.search(self.question):
             find = quantity_measure if _UNITS.search(self.question) else money_measure
-            found = [m for t in _base_first(self.catalog) if (m := find(t)) is not None]
+            found = [m for t in base_tables_first(self.catalog) if (m := find(t)) is not None]
             if target is not None:
                 found = [m for m in found if path(self.catalog, m.table, target) is not None]
                 found.sort(key=lambda m: len(path(self.catalog, m.table, target) or []))
@@ -165,7 +168,7 @@ class _Builder:
         if target is not None:
             referring = [
                 t
-                for t in _base_first(self.catalog)
+                for t in base_tables_first(self.catalog)
                 if any(fk.ref_table == target.name for fk in t.foreign_keys)
             ]
             return (None, referring[0]) if referring else (None, target)
@@ -194,6 +197,8 @@ class _Builder:
             if group_column is None and self.tables:
                 entity = self.tables[0]
             if group_column is None and entity is None:
+                group_column = mentioned_column(self.question, self.catalog, None)
+            if group_column is None and entity is None:
                 return None
         target = entity or (group_column[0] if group_column else None)
         measured = self._measure(target, entity=entity is not None)
@@ -213,7 +218,7 @@ class _Builder:
             table, column = self._window(source) or (source, source.columns[0])
             key = month_key(joins.alias(table), column)
             select, group, order = f"{key} AS month", "1", "1"
-            heading = f"{value_name} by month (UTC)"
+            heading = f"{_PHRASES.get(value_name, value_name)} by month (UTC)"
         elif entity is not None:
             alias, label = joins.alias(entity), label_column(entity)
             keys = [f"{alias}.{c}" for c in entity.primary_key] or [f"{alias}.{label.sql}"]
@@ -221,14 +226,14 @@ class _Builder:
             group = ", ".join([*keys, f"{alias}.{label.sql}"])
             direction = "ASC" if _BOTTOM.search(self.question) else "DESC"
             order = f"{value_name} {direction}, {keys[0]}"
-            heading = f"{entity.name} by {value_name}"
+            heading = f"{entity.name} by {_PHRASES.get(value_name, value_name)}"
         else:
             assert group_column is not None
             alias, column = joins.alias(group_column[0]), group_column[1]
             select, group = f"{alias}.{column.sql} AS {column.sql}", "1"
             direction = "ASC" if _BOTTOM.search(self.question) else "DESC"
             order = f"{value_name} {direction}, 1"
-            heading = f"{value_name} by {column.name}"
+            heading = f"{_PHRASES.get(value_name, value_name)} by {column.name}"
         where, period_text = self._where(source, joins)
         if isinstance(where, Lookup):
             return where
@@ -236,6 +241,9 @@ class _Builder:
         if not monthly and _TOP.search(self.question):
             count = self._number(_DEFAULT_TOP)
             limit = f"\nLIMIT {count}"
+            if group_column is not None:
+                phrase = _PHRASES.get(value_name, value_name)
+                heading = f"{group_column[1].name} values by {phrase}"
             heading = f"the top {count} {heading}"
         sql = (
             f"SELECT {select}, {value} AS {value_name}\nFROM {joins.sql()}{where}\n"
@@ -272,7 +280,7 @@ class _Builder:
         return Query(
             f"SELECT {value} AS {name}\nFROM {joins.sql()}{where}",
             "value",
-            f"There are **{{value}}** {counted.name}{via}{scope}.",
+            f"There {'were' if period_text else 'are'} **{{value}}** {counted.name}{via}{scope}.",
             f"I'll count the rows of {counted.name}{via}{period_text}.",
         )
 
@@ -290,7 +298,8 @@ class _Builder:
         return Query(
             f"SELECT {value} AS {value_name}\nFROM {joins.sql()}{where}",
             "value",
-            f"The total {value_name} is **{{value}}**{period_text or ' over all the data'} "
+            f"The total {_PHRASES.get(value_name, value_name)} is **{{value}}**"
+            f"{period_text or ' over all the data'} "
             f"(the sum of {measure.description}).",
             f"I'll add up {measure.description}{period_text}.",
             money=frozenset() if units else frozenset({value_name}),
@@ -343,7 +352,10 @@ class _Builder:
             f"\nWHERE {ref} >= {date_literal(column, bounds.start)} "
             f"AND {ref} < {date_literal(column, bounds.end)}"
         )
-        return where, f" in {bounds.description}, by {column.name}"
+        described = bounds.description.replace(
+            "the latest date in the data", f"the latest {column.name}"
+        )
+        return where, f" in {described}"
 
     def _bounds(self, period: Period, table: Table, column: Column) -> Bounds | Lookup:
         if not period.relative:
@@ -376,21 +388,3 @@ def _money_word(question: str) -> str:
     if word.startswith("sale"):
         return "sales"
     return "revenue"
-
-
-def _base_first(catalog: Catalog) -> list[Table]:
-    return sorted(catalog.tables, key=lambda t: t.kind != "table")
-
-
-def _cannot(catalog: Catalog) -> Cannot:
-    tables = ", ".join(f"`{name}`" for name in catalog.names)
-    example = next((t.base_name for t in _base_first(catalog)), "rows")
-    hints = [w for w in words(example)][:1] or ["row"]
-    return Cannot(
-        "I am the offline demo model, so I only answer a few kinds of question, over the "
-        f'tables of this database: {tables}. You can ask for a count ("how many {example} '
-        f'were there last month?"), a top-N by a sum or a count ("top 5 {hints[0]}s by '
-        'revenue"), a breakdown by month or by a column ("revenue by month"), a few rows '
-        f'("show me some {example}"), or write a SELECT yourself. '
-        "Set ANTHROPIC_API_KEY to talk to Claude."
-    )

@@ -20,6 +20,8 @@ from agents.catalog import Catalog, Column, ForeignKey, Table
 __all__ = [
     "Measure",
     "Step",
+    "base_tables_first",
+    "capabilities",
     "label_column",
     "literal_sql",
     "mentioned_tables",
@@ -90,13 +92,23 @@ def mentioned_tables(question: str, catalog: Catalog) -> list[Table]:
     return chosen
 
 
-def mentioned_column(question: str, catalog: Catalog, after: str) -> tuple[Table, Column] | None:
-    """The column named right after the word `after` ("by country" → customers.country)."""
+def mentioned_column(
+    question: str, catalog: Catalog, after: str | None
+) -> tuple[Table, Column] | None:
+    """The column named right after the word `after` ("by country" → customers.country).
+
+    With `after=None`, any text column the question names ("top categories").
+    """
     tokens = words(question)
-    targets = [tokens[i + 1] for i, w in enumerate(tokens[:-1]) if w == after]
+    if after is not None:
+        targets = [tokens[i + 1] for i, w in enumerate(tokens[:-1]) if w == after]
+    else:
+        targets = tokens
     for target in targets:
-        for table in _base_tables_first(catalog):
+        for table in base_tables_first(catalog):
             for column in table.columns:
+                if after is None and not column.text:
+                    continue
                 if _parts(column.name) and _parts(column.name)[0] == target:
                     return table, column
     return None
@@ -186,7 +198,8 @@ def path(catalog: Catalog, source: Table, target: Table) -> list[Step] | None:
     return None
 
 
-def _base_tables_first(catalog: Catalog) -> list[Table]:
+def base_tables_first(catalog: Catalog) -> list[Table]:
+    """The tables before the views (a view has no foreign keys to join along)."""
     return sorted(catalog.tables, key=lambda t: t.kind != "table")
 
 
@@ -208,3 +221,18 @@ def literal_sql(question: str, table_names: frozenset[str] | None = None) -> str
     if table_names is not None and source is not None and source.group(1).lower() in table_names:
         return text
     return None
+
+
+def capabilities(catalog: Catalog) -> str:
+    """What the offline model can be asked, with examples in this database's words."""
+    tables = ", ".join(f"`{name}`" for name in catalog.names)
+    example = next((t.base_name for t in base_tables_first(catalog)), "rows")
+    first = words(example)[:1] or ["row"]
+    return (
+        "I am the offline demo model, so I only answer a few kinds of question, over the "
+        f'tables of this database: {tables}. You can ask for a count ("how many {example} '
+        f'were there last month?"), a top-N by a sum or a count ("top 5 {first[0]}s by '
+        'revenue"), a breakdown by month or by a column ("revenue by month"), a few rows '
+        f'("show me some {example}"), or write a SELECT yourself. '
+        "Set ANTHROPIC_API_KEY to talk to Claude."
+    )

@@ -216,6 +216,13 @@ async def test_breakdowns_by_month_and_by_a_column(demo: Demo) -> None:
     )
     assert [(r[0], int(r[1])) for r in _table(text)] == [(r[0], r[1]) for r in expected]
 
+    text, _ = await demo.ask("top 3 categories by revenue")
+    expected = await db.fetch(
+        "SELECT p.category, sum(i.quantity * i.unit_price) AS revenue FROM order_items i"
+        " JOIN products p ON p.id = i.product_id GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
+    )
+    assert [(r[0], _number(r[1])) for r in _table(text)] == [(r[0], r[1]) for r in expected]
+
     text, _ = await demo.ask("Number of customers by country")
     expected = await db.fetch("SELECT country, count(*) FROM customers GROUP BY 1")
     assert {r[0]: int(r[1]) for r in _table(text)} == dict(expected)

@@ -163,6 +163,17 @@ def test_top_n_by_a_count_and_the_bottom_n() -> None:
     assert "FROM support_tickets t0" in query.sql and "ASC" in query.sql
 
 
+def test_top_n_groups_by_a_named_column_of_a_joined_table() -> None:
+    query = _query("top 2 regions by revenue")
+    assert "SELECT t1.region AS region, sum(t0.amount_due) AS revenue" in query.sql
+    assert "JOIN accounts t1 ON t1.id = t0.account_id" in query.sql
+    assert query.sql.endswith("LIMIT 2") and "region values" in query.headline
+
+
+def test_a_ranking_of_nothing_in_the_database_is_a_cannot() -> None:
+    assert isinstance(plan("top 5 galaxies", CATALOG), Cannot)
+
+
 def test_a_list_price_alone_is_not_revenue() -> None:
     # plans.monthly_fee is a price with no quantity beside it; the invoices hold the money.
     query = _query("What was the total revenue?")
