@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 
 from agents.app import create_app as create_agent_app
 from agents.callback import BrokerCallback
+from agents.catalog import CATALOG_SQL
 from agents.errors import CallbackRejected
 from agents.settings import AgentSettings
 from broker.app import create_app
@@ -120,18 +121,25 @@ async def test_the_agent_answers_from_the_demo_database_through_the_callback(
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
         events = await _run(stack, "How many rows are in the orders table?", "req-e2e-callback")
 
-    (tool_use,) = [e for e in events if isinstance(e, ToolUse)]
-    assert tool_use.data.input["integration_id"] == str(stack.demo.integration_id)
-    (result,) = [e for e in events if isinstance(e, ToolResult)]
-    assert result.data.is_error is False, result.data.output
-    assert result.data.output == {"columns": ["count"], "rows": [[400]], "truncated": False}
-    assert "400" in "".join(e.data.text for e in events if isinstance(e, Text))
+    # The agent reads the catalog first, then counts: two calls through the callback.
+    uses = [e for e in events if isinstance(e, ToolUse)]
+    assert [u.data.input["sql"] for u in uses] == [
+        CATALOG_SQL,
+        "SELECT count(*) AS orders\nFROM orders t0",
+    ]
+    assert {u.data.input["integration_id"] for u in uses} == {str(stack.demo.integration_id)}
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [r.data.is_error for r in results] == [False, False], results
+    assert results[-1].data.output == {"columns": ["orders"], "rows": [[400]], "truncated": False}
+    assert "**400**" in "".join(e.data.text for e in events if isinstance(e, Text))
     assert isinstance(events[-1], Complete)
 
-    (query,) = [e for e in logs if e["event"] == "integration_query"]
-    assert query["request_id"] == "req-e2e-callback"  # the agent carried the run's id back
-    assert query["integration_id"] == str(stack.demo.integration_id)
-    assert query["rows"] == 1
+    queries = [e for e in logs if e["event"] == "integration_query"]
+    assert len(queries) == 2
+    for query in queries:
+        assert query["request_id"] == "req-e2e-callback"  # the agent carried the run's id back
+        assert query["integration_id"] == str(stack.demo.integration_id)
+    assert queries[-1]["rows"] == 1
     everything = repr(logs) + "".join(e.model_dump_json() for e in events)
     assert stack.demo_password not in everything
 
