@@ -38,6 +38,7 @@ from broker.client import (
     ConnectionState,
     NotFoundError,
 )
+from broker.logs import configure_logging
 from models.events import (
     Cancelled,
     Complete,
@@ -279,14 +280,23 @@ async def ask(
     return await follow(client, started.run_id, plain=plain, console=console)
 
 
-def run_command(url: str, token: str | None, work: Callable[[BrokerClient], Awaitable[int]]) -> int:
+def run_command(
+    url: str,
+    token: str | None,
+    work: Callable[[BrokerClient], Awaitable[int]],
+    *,
+    log_level: str = "warning",
+) -> int:
     """Run one CLI command against the broker; return its exit code, errors as one clear line.
 
     2: no or refused token, unknown run or thread, bad input (nothing to retry);
     1: the broker could not be reached (after retries), or the run failed;
     130: Ctrl-C (the live display is closed first, no traceback).
     """
-    err = Console(stderr=True, markup=False, highlight=False)
+    # Log lines written into a live display would break its redraw: only warnings, on
+    # stderr; reconnects are shown on the status line instead.
+    configure_logging(log_level)
+    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     if not token:
         err.print("error: no token: pass --token or set BROKER_TOKEN (`broker up` prints one)")
         return 2
