@@ -30,9 +30,10 @@ Errors, one tree; each carries the contract's `code` and the HTTP `status`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -218,19 +219,21 @@ class BrokerClient:
         return CancelResult.model_validate(await self._call("POST", f"/api/runs/{run_id}/cancel"))
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One request, no retry: a start or a cancel must not be sent twice by accident."""
+        """One request, no retry: a start or a cancel must not be sent twice by accident.
+
+        A 5xx or a transport failure is `GaveUpError` with `attempts=1`.
+        """
         try:
             response = await self._http.request(
                 method, self.base_url + path, json=body, headers=self._headers
             )
         except httpx.HTTPError as exc:
             raise GaveUpError(f"{method} {path}: {exc!r}", attempts=1) from exc
-        if response.status_code >= 500:
-            raise GaveUpError(
-                f"{method} {path}: {response.status_code} {response.text[:200]}", attempts=1
-            )
         if response.status_code >= 400:
-            raise _error_of(response, response.content)
+            error = _error_of(response, response.content)
+            if response.status_code >= 500:
+                raise GaveUpError(f"{method} {path}: {error}", attempts=1, code=error.code)
+            raise error
         return response.json()
 
     async def events(
@@ -252,13 +255,14 @@ class BrokerClient:
         while True:
             wire_cursor: str | int | None = cursor if last is None else last
             try:
-                async for stored in self._stream(run_id, wire_cursor, on_state):
-                    if last is not None and stored.seq <= last:
-                        continue  # already yielded: a duplicate after a reconnect
-                    last, failures = stored.seq, 0
-                    yield stored
-                    if is_terminal(stored.event):
-                        return
+                async with contextlib.aclosing(self._stream(run_id, wire_cursor, on_state)) as one:
+                    async for stored in one:
+                        if last is not None and stored.seq <= last:
+                            continue  # already yielded: a duplicate after a reconnect
+                        last, failures = stored.seq, 0
+                        yield stored
+                        if is_terminal(stored.event):
+                            return
                 raise _Retryable("the stream ended before the terminal event")
             except _Retryable as exc:
                 failures += 1
@@ -278,7 +282,7 @@ class BrokerClient:
         run_id: str,
         cursor: str | int | None,
         on_state: Callable[[ConnectionState], None] | None,
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """One connection's events; transport trouble and 5xx become `_Retryable`."""
         url = f"{self.base_url}/api/runs/{run_id}/subscribe"
         headers = {**self._headers, "Accept": "text/event-stream"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -291,7 +292,8 @@ def run_command(
 
     2: no or refused token, unknown run or thread, bad input (nothing to retry);
     1: the broker could not be reached (after retries), or the run failed;
-    130: Ctrl-C (the live display is closed first, no traceback).
+    130: Ctrl-C (the live display is closed first, no traceback);
+    0 also when the reader of a `--plain` pipe goes away.
     """
     # Log lines written into a live display would break its redraw: only warnings, on
     # stderr; reconnects are shown on the status line instead.
@@ -310,6 +312,11 @@ def run_command(
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader of a pipe left (`broker watch --plain ... | head`): not an error.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except AuthenticationError as exc:
         err.print(
             f"error: the broker at {url} refused the token: {exc.message}. "

@@ -218,6 +218,11 @@ def scripted_broker(cursors: list[str | None]) -> FastAPI:
 
         return StreamingResponse(body(), media_type="text/event-stream")
 
+    @app.post("/api/threads")
+    async def create_thread() -> JSONResponse:
+        body = {"error": {"code": "shutting_down", "message": "retry on another"}}
+        return JSONResponse(body, 503)
+
     @app.post("/api/runs/{run_id}/cancel")
     async def cancel(run_id: str) -> JSONResponse:
         if run_id == "done":
@@ -247,6 +252,13 @@ async def test_cancel_reads_accepted_finished_and_unknown_answers() -> None:
         with pytest.raises(NotFoundError) as missing:
             await client.cancel("missing")
         assert missing.value.code == "not_found"
+
+
+async def test_a_5xx_on_a_single_request_is_not_resent_and_keeps_its_code() -> None:
+    async with serve(scripted_broker([])) as url, BrokerClient(url, "t") as client:
+        with pytest.raises(GaveUpError) as refused:
+            await client.create_thread()
+        assert (refused.value.attempts, refused.value.code) == (1, "shutting_down")
 
 
 @pytest.mark.xfail(strict=True, reason="cancel route: issue 10")

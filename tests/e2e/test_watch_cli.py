@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import uuid
@@ -123,6 +124,30 @@ async def test_watch_of_a_finished_run_prints_the_whole_transcript_and_exits_0(
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["seq"] for line in lines] == list(range(21, events + 3))
     assert lines[-1]["event_type"] == "complete"
+
+
+async def test_plain_output_into_a_pipe_closed_early_exits_0_without_traceback(
+    system: System,
+) -> None:
+    run_id = await start_run(system, bench(2000, 50))
+    read_end, write_end = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        BROKER,
+        "watch",
+        run_id,
+        "--plain",
+        env=system.cli_env(),
+        stdout=write_end,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:  # the reader takes one line and leaves
+        first = await asyncio.to_thread(reader.readline)
+    assert json.loads(first)["event_type"] == "run_started"
+    assert process.stderr is not None
+    err = await asyncio.wait_for(process.stderr.read(), timeout=60)
+    assert await process.wait() == 0
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
 
 
 async def test_ask_plain_on_a_given_thread_writes_ndjson(system: System) -> None:
