@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -56,6 +56,7 @@ __all__ = [
     "NotFoundError",
     "RunInfo",
     "RunStarted",
+    "SyncBrokerClient",
     "Thread",
     "parse_wire_event",
 ]
@@ -242,7 +243,7 @@ class BrokerClient:
         cursor: str | int | None = None,
         *,
         on_state: Callable[[ConnectionState], None] | None = None,
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """The run's events after `cursor` (None/0: from the start, "now": from the head).
 
         Ends after the terminal event. `on_state` hears "live" when a stream
@@ -303,6 +304,53 @@ class BrokerClient:
                             yield stored
         except httpx.HTTPError as exc:  # refused, cut, timed out, malformed HTTP
             raise _Retryable(repr(exc)) from exc
+
+
+class SyncBrokerClient:
+    """The same calls, blocking, for scripts: each runs on this object's own event loop.
+
+    Not for use inside a running event loop (use `BrokerClient` there). `options` are
+    `BrokerClient`'s keyword arguments.
+    """
+
+    def __init__(self, base_url: str, token: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._client = BrokerClient(base_url, token, **options)
+
+    def __enter__(self) -> SyncBrokerClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.aclose())
+            self._loop.close()
+
+    def create_thread(self, title: str | None = None) -> Thread:
+        return self._loop.run_until_complete(self._client.create_thread(title))
+
+    def start_run(self, thread_id: str, message: str) -> RunStarted:
+        return self._loop.run_until_complete(self._client.start_run(thread_id, message))
+
+    def run(self, run_id: str) -> RunInfo:
+        return self._loop.run_until_complete(self._client.run(run_id))
+
+    def cancel(self, run_id: str) -> CancelResult:
+        return self._loop.run_until_complete(self._client.cancel(run_id))
+
+    def events(self, run_id: str, cursor: str | int | None = None) -> Iterator[StoredEvent]:
+        """`BrokerClient.events()`, one event per `next()`."""
+        stream = self._client.events(run_id, cursor)
+        try:
+            while True:
+                try:
+                    yield self._loop.run_until_complete(anext(stream))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._loop.run_until_complete(stream.aclose())
 
 
 def _decode(data: str) -> StoredEvent | None:

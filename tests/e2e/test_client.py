@@ -26,6 +26,7 @@ from broker.client import (
     ConnectionState,
     GaveUpError,
     NotFoundError,
+    SyncBrokerClient,
 )
 from broker.settings import Settings
 from broker.sse import encode_event
@@ -142,6 +143,20 @@ async def test_client_uses_the_callers_httpx_client_and_leaves_it_open(system: S
             f"/api/threads/{thread.thread_id}/runs",
             f"/api/runs/{run.run_id}/subscribe",
         ]
+
+
+async def test_sync_client_runs_the_same_calls_blocking(system: System) -> None:
+    def script() -> tuple[list[int], str]:
+        # Runs in a worker thread: the servers stay on the test's event loop.
+        with SyncBrokerClient(system.broker_url, system.token) as client:
+            thread = client.create_thread("sync")
+            run = client.start_run(thread.thread_id, bench(3, 500))
+            seqs = [stored.seq for stored in client.events(run.run_id)]
+            with pytest.raises(NotFoundError):
+                client.run(str(uuid.uuid4()))
+            return seqs, client.run(run.run_id).status
+
+    assert await asyncio.to_thread(script) == ([1, 2, 3, 4, 5], "completed")
 
 
 async def test_contract_errors_map_to_the_client_error_tree(system: System) -> None:
