@@ -34,6 +34,7 @@ import contextlib
 import json
 import random
 from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -126,6 +127,13 @@ class RunInfo(_Answer):
 class CancelResult(_Answer):
     run_id: str
     status: str
+
+
+@dataclass
+class _Opening:
+    """The cursor the broker resolved for the first connection (its opening `id:`)."""
+
+    cursor: str | None = None
 
 
 class _Retryable(Exception):
@@ -252,11 +260,15 @@ class BrokerClient:
         `GaveUpError` after `max_attempts` failed tries in a row.
         """
         last: int | None = None
+        opened = _Opening()
         failures = 0
         while True:
-            wire_cursor: str | int | None = cursor if last is None else last
+            # Before any event, resume from the cursor the broker resolved (the opening
+            # block's `id:`), so a "now" that was cut early does not move forward in time.
+            wire_cursor = last if last is not None else opened.cursor or cursor
+            stream = self._stream(run_id, wire_cursor, on_state, opened)
             try:
-                async with contextlib.aclosing(self._stream(run_id, wire_cursor, on_state)) as one:
+                async with contextlib.aclosing(stream) as one:
                     async for stored in one:
                         if last is not None and stored.seq <= last:
                             continue  # already yielded: a duplicate after a reconnect
@@ -283,6 +295,7 @@ class BrokerClient:
         run_id: str,
         cursor: str | int | None,
         on_state: Callable[[ConnectionState], None] | None,
+        opened: _Opening,
     ) -> AsyncGenerator[StoredEvent, None]:
         """One connection's events; transport trouble and 5xx become `_Retryable`."""
         url = f"{self.base_url}/api/runs/{run_id}/subscribe"
@@ -298,7 +311,10 @@ class BrokerClient:
                     on_state("live")
                 parser = SSEParser()
                 async for chunk in response.aiter_bytes():
-                    for sse in parser.feed(chunk):
+                    events = parser.feed(chunk)
+                    if opened.cursor is None and _is_seq(parser.last_event_id):
+                        opened.cursor = parser.last_event_id
+                    for sse in events:
                         stored = _decode(sse.data)
                         if stored is not None:
                             yield stored
@@ -351,6 +367,10 @@ class SyncBrokerClient:
                     return
         finally:
             self._loop.run_until_complete(stream.aclose())
+
+
+def _is_seq(text: str | None) -> bool:
+    return text is not None and text.isascii() and text.isdigit()
 
 
 def _decode(data: str) -> StoredEvent | None:

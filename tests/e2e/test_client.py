@@ -260,6 +260,31 @@ async def test_events_retry_5xx_and_early_ends_drop_duplicates_and_unknown_types
     assert cursors == [None, None, "3"]
 
 
+async def test_a_cut_before_the_first_event_resumes_from_the_opening_id_not_from_now() -> None:
+    cursors: list[str | None] = []
+    app = FastAPI()
+
+    @app.post("/api/runs/{run_id}/subscribe")
+    async def subscribe(run_id: str, request: Request) -> StreamingResponse:
+        cursors.append((await request.json())["cursor"])
+        frames = [b"retry: 1000\nid: 7\n\n"]  # "now" resolved to 7, then the cut
+        if len(cursors) > 1:
+            frames = [_frame(8, "complete", {"new_messages": []})]
+
+        async def body() -> AsyncIterator[bytes]:
+            for frame in frames:
+                yield frame
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    async with (
+        serve(app) as url,
+        BrokerClient(url, "t", base_delay_s=0.001, max_delay_s=0.002) as client,
+    ):
+        seen = [s.seq async for s in client.events("r1", cursor="now")]
+    assert (seen, cursors) == ([8], ["now", "7"])
+
+
 async def test_cancel_reads_accepted_finished_and_unknown_answers() -> None:
     async with serve(scripted_broker([])) as url, BrokerClient(url, "t") as client:
         assert (await client.cancel("r1")).status == "streaming"
