@@ -222,6 +222,46 @@ def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout: float = 3
     raise typer.Exit(1)
 
 
+Url = Annotated[str, typer.Option(envvar="BROKER_URL", help="The broker's base URL.")]
+Token = Annotated[
+    str | None, typer.Option(envvar="BROKER_TOKEN", help="Bearer token (`broker token`).")
+]
+Plain = Annotated[bool, typer.Option("--plain", help="Write the events as NDJSON lines.")]
+
+
+@app.command()
+def watch(
+    run_id: str,
+    cursor: Annotated[str | None, typer.Option(help="Follow from after this seq.")] = None,
+    plain: Plain = False,
+    url: Url = "http://127.0.0.1:8000",
+    token: Token = None,
+) -> None:
+    """Follow a run live in the terminal, resuming after disconnects (exit 0: completed)."""
+    from broker.terminal import follow, run_command
+
+    raise typer.Exit(
+        run_command(url, token, lambda client: follow(client, run_id, cursor, plain=plain))
+    )
+
+
+@app.command()
+def ask(
+    message: str,
+    thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    plain: Plain = False,
+    url: Url = "http://127.0.0.1:8000",
+    token: Token = None,
+) -> None:
+    """Start a run with MESSAGE and follow it live (exit 0: completed)."""
+    from broker.terminal import ask as ask_run
+    from broker.terminal import run_command
+
+    raise typer.Exit(
+        run_command(url, token, lambda client: ask_run(client, message, thread, plain=plain))
+    )
+
+
 def main() -> None:
     app()
 
