@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 import structlog
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from broker.auth import Principal
@@ -38,6 +37,7 @@ from broker.http import ApiError, authenticate, get_settings, get_store
 from broker.metrics import Metrics
 from broker.querying import run_query
 from broker.store import IntegrationRecord
+from broker.wirejson import WireJSONResponse
 from models.ids import IntegrationId
 
 __all__ = [
@@ -156,7 +156,7 @@ async def list_integrations(request: Request, principal: Caller) -> IntegrationL
 )
 async def query_integration(
     integration_id: str, body: QueryRequest, request: Request
-) -> JSONResponse:
+) -> WireJSONResponse:
     settings = get_settings(request)
     metrics: Metrics = request.app.state.metrics
     bound = log.bind(integration_id=integration_id)
@@ -194,7 +194,7 @@ async def query_integration(
         sql_chars=len(body.sql),
         duration_ms=round(elapsed * 1000, 1),
     )
-    return JSONResponse(result.to_json())
+    return WireJSONResponse(result.to_json())
 
 
 async def _credentials(
