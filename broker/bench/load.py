@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from broker.bench.job import Job
 from broker.bench.scenarios.cancel import NO_ROUTE, cancel_latency
 from broker.bench.scenarios.catchup import CatchUp
-from broker.bench.scenarios.fanout import fanout
+from broker.bench.scenarios.fanout import Fanout
 from broker.bench.scenarios.idle import IdleViewers
 from broker.bench.scenarios.ingest import ingest
 from broker.bench.scenarios.latency import direct_pipe, through_broker
@@ -42,7 +42,7 @@ def _scenario(name: str) -> Repetition:
         "latency": through_broker,
         "direct": direct_pipe,
         "ingest": ingest,
-        "fanout": fanout,
+        "fanout": Fanout(),
         "catchup": CatchUp(),
         "idle": IdleViewers(),
         "cancel": cancel_latency,
