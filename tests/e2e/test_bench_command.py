@@ -68,7 +68,7 @@ def test_bench_runs_every_scenario_and_reports_a_table_and_json(tmp_path: Path) 
         ("ingest", "/healthz p99"),
         ("fan-out, 5 viewers", "delivery p99"),
         ("fan-out, 5 viewers", "broker CPU"),
-        ("fan-out, 5 viewers", "RSS per viewer"),
+        ("fan-out, 5 viewers", "RSS growth per viewer"),
         ("fan-out, 5 viewers", "DB transactions"),
         ("catch-up, 50 events", "receive all"),
         ("idle viewers, 5", "RSS per viewer"),

@@ -8,8 +8,10 @@ expected connection time plus the measuring window; if connecting takes
 longer, the repetition is run again with a run sized by the time connecting
 took (`Fanout`), and the note says so if it never sufficed. Broker CPU and the
 database's transactions per second are taken over the measuring window;
-memory per viewer is the broker's RSS growth from before the viewers
-connected, divided by V. Every viewer must receive 1..N exactly once.
+"RSS growth per viewer" is the broker's RSS growth from before the
+viewers connected, divided by V: a lower bound, since memory freed by
+earlier scenarios is reused without growing the RSS (the idle scenario,
+run first on a fresh broker, gives the memory figure). Every viewer must receive 1..N exactly once.
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ async def _attempt(job: Job, expected_connect_s: float) -> tuple[Figures, float,
     figures.add("connecting", (connected_us - started_us) / 1e6, "s")
     figures.add_spread("delivery", latencies, "ms")
     figures.add("broker CPU", share * 100, "% core")
-    figures.add("RSS per viewer", (rss_connected - rss_before) / viewers_wanted / 1024, "KiB")
+    figures.add(
+        "RSS growth per viewer", (rss_connected - rss_before) / viewers_wanted / 1024, "KiB"
+    )
     figures.add("DB transactions", xacts, "1/s")
     figures.add("DB rows touched", rows, "1/s")
     measured = len(latencies) // max(1, viewers_wanted)
