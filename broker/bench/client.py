@@ -11,10 +11,9 @@ viewer got seqs 1..N, each once, ending with the terminal event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +139,7 @@ class Viewer:
         self._url = url
         self.reception = Reception()
 
-    async def read(self, *, connected: Any = None) -> Reception:
+    async def read(self, *, connected: Callable[[], None] | None = None) -> Reception:
         """Read to the end of the stream; `connected()` is called once the answer started."""
         reception = self.reception
         reception.opened_us = now_us()
@@ -189,10 +188,3 @@ async def read_direct(agent_url: str, local_secret: str, message: str) -> Recept
                 reception.terminal = payload["event_type"]
     reception.finished_us = now_us()
     return reception
-
-
-@contextlib.asynccontextmanager
-async def viewers_client(base_url: str, token: str, count: int) -> AsyncIterator[httpx.AsyncClient]:
-    """A client for `count` concurrent viewers (plus a few requests of its own)."""
-    async with http_client(base_url, connections=count + 8, token=token) as client:
-        yield client

@@ -7,7 +7,7 @@ shapes and the exactly-once checks, no meaningful timing).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 __all__ = ["SCENARIOS", "Mode", "Plan", "plan_for"]
@@ -37,7 +37,6 @@ class Plan:
     catchup_events: int = 10_000
     idle_viewers: int = 1_000
     flush_intervals_ms: tuple[int, ...] = (0, 100)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
