@@ -28,14 +28,12 @@ __all__ = [
     "bench_events",
     "bench_text",
     "due_count",
-    "emitted_us_of",
     "parse_bench",
 ]
 
 DEFAULT_SIZE: Final = 16
 _COMMAND: Final = re.compile(r"^\s*bench((?:\s+\w+=\S+)+)\s*$")
 _ARGUMENT: Final = re.compile(r"(\w+)=(\S+)")
-_EMITTED: Final = re.compile(r"^\d{8} t=(\d+) ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +71,6 @@ def bench_text(index: int, size: int, emitted_us: int | None = None) -> str:
     """
     label = f"{index:08d} " if emitted_us is None else f"{index:08d} t={emitted_us} "
     return (label + "x" * max(0, size - len(label)))[:size]
-
-
-def emitted_us_of(text: str) -> int | None:
-    """The emit timestamp `bench_text` put in a text, or None if it holds none."""
-    match = _EMITTED.match(text)
-    return int(match.group(1)) if match else None
 
 
 def due_count(elapsed_s: float, rate: float, total: int) -> int:

@@ -11,6 +11,7 @@ viewer got seqs 1..N, each once, ending with the terminal event.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,6 @@ from typing import Any
 
 import httpx
 
-from agents.bench import emitted_us_of
 from broker.sse import aiter_sse
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Reception",
     "Viewer",
     "bench_message",
+    "emitted_us_of",
     "exactly_once",
     "http_client",
     "in_order",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 _TERMINAL = {"complete", "error", "cancelled"}
+# The scripted bench load's text: `00000007 t=1764470000123456 xx…` (agents.bench.bench_text).
+_EMITTED = re.compile(r"^\d{8} t=(\d+) ")
 
 
 async def poll(check: Callable[[], Awaitable[bool]], interval_s: float = 0.02) -> None:
@@ -44,6 +47,12 @@ async def poll(check: Callable[[], Awaitable[bool]], interval_s: float = 0.02) -
         if await check():
             return
         await asyncio.sleep(interval_s)
+
+
+def emitted_us_of(text: str) -> int | None:
+    """The emit time (µs since the epoch) a bench event's text carries, or None."""
+    match = _EMITTED.match(text)
+    return int(match.group(1)) if match else None
 
 
 def now_us() -> int:

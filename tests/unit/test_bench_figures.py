@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from broker.bench.client import Reception, exactly_once, in_order
+from agents.bench import bench_text
+from broker.bench.client import Reception, emitted_us_of, exactly_once, in_order
 from broker.bench.report import Report
 from broker.bench.stats import Figures, percentile, summarize
 
@@ -89,3 +90,10 @@ def test_ratio_rows_follow_the_latency_rows_they_divide() -> None:
         ("latency, flush 0 ms", "latency p99 / direct", 5.0),
     ]
     assert report.rows[1].figure == "latency p50 / direct"
+
+
+def test_the_load_reads_the_emit_time_the_agent_wrote() -> None:
+    assert emitted_us_of(bench_text(7, 64, 1_764_470_000_123_456)) == 1_764_470_000_123_456
+    assert emitted_us_of(bench_text(7, 64)) is None
+    assert emitted_us_of(bench_text(7, 12, 1_764_470_000_123_456)) is None  # cut off
+    assert emitted_us_of("hello") is None
