@@ -40,6 +40,7 @@ from broker.runs import router as runs_router
 from broker.settings import Settings
 from broker.store import Store
 from broker.streams import StreamManager
+from broker.wirejson import WireJSONResponse
 from subscribe.hub import Hub
 from subscribe.routes import router as subscribe_router
 
@@ -77,7 +78,13 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="stream broker", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="stream broker",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=WireJSONResponse,
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.writer_id = new_writer_id()

@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
@@ -260,6 +262,41 @@ def ask(
     raise typer.Exit(
         run_command(url, token, lambda client: ask_run(client, message, thread, plain=plain))
     )
+
+
+@app.command()
+def bench(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Scenario to run (repeatable): latency, direct, ingest, fanout, "
+            "catchup, idle, cancel. Default: all."
+        ),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Small sizes: done in under a minute.")] = False,
+    tiny: Annotated[bool, typer.Option(hidden=True, help="Smoke-test sizes.")] = False,
+) -> None:
+    """The benchmark (design section 8): starts its own services, prints one table."""
+    from platformdirs.api import RuntimeDirWarning
+    from rich.console import Console
+
+    from broker.bench.command import run_bench
+    from broker.bench.plan import SCENARIOS
+
+    configure_logging("warning")
+    # pgserver asks platformdirs for a runtime dir that a server or CI may not have.
+    warnings.filterwarnings("ignore", category=RuntimeDirWarning)
+    mode: Literal["tiny", "quick", "full"] = "tiny" if tiny else "quick" if quick else "full"
+    try:
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        code = run_bench(scenario or list(SCENARIOS), mode, json_file, console)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
 
 
 def main() -> None:

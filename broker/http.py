@@ -40,6 +40,7 @@ from broker.errors import (
 )
 from broker.settings import Settings
 from broker.store import Store
+from broker.wirejson import WireJSONResponse
 
 __all__ = [
     "ApiError",
@@ -80,7 +81,8 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+    body = {"error": {"code": code, "message": message, **extra}}
+    return WireJSONResponse(body, status_code=status)
 
 
 def install_error_handlers(app: FastAPI) -> None:

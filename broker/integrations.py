@@ -44,7 +44,6 @@ from urllib.parse import urlsplit
 
 import structlog
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
 from broker.auth import Principal
@@ -55,6 +54,7 @@ from broker.integration_policy import Policy
 from broker.metrics import Metrics
 from broker.querying import check_integration, run_query
 from broker.store import IntegrationRecord
+from broker.wirejson import WireJSONResponse
 from models.ids import IntegrationId
 
 __all__ = [
@@ -218,7 +218,7 @@ async def list_integrations(request: Request, principal: Caller) -> IntegrationL
 @router.post("/api/agents/integrations/{integration_id}/query")
 async def query_integration(
     integration_id: str, body: QueryRequest, request: Request, scope: RunScope
-) -> JSONResponse:
+) -> WireJSONResponse:
     settings = get_settings(request)
     metrics: Metrics = request.app.state.metrics
     bound = log.bind(integration_id=integration_id)
@@ -260,7 +260,7 @@ async def query_integration(
         sql_chars=len(body.sql),
         duration_ms=round(elapsed * 1000, 1),
     )
-    return JSONResponse(result.to_json())
+    return WireJSONResponse(result.to_json())
 
 
 async def _policy(request: Request, *, managed: bool) -> Policy:
