@@ -30,6 +30,7 @@ from broker.http import (
     install_error_handlers,
 )
 from broker.integrations import router as integrations_router
+from broker.login import router as login_router
 from broker.metrics import Metrics
 from broker.migrate import is_at_head
 from broker.producer import Producers
@@ -38,7 +39,9 @@ from broker.runs import router as runs_router
 from broker.settings import Settings
 from broker.store import Store
 from broker.streams import StreamManager
+from broker.threads import router as threads_router
 from subscribe.hub import Hub
+from subscribe.page import install_page
 from subscribe.routes import router as subscribe_router
 
 __all__ = ["create_app", "new_writer_id"]
@@ -88,6 +91,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(subscribe_router)
     app.include_router(runs_router)
     app.include_router(integrations_router)
+    app.include_router(threads_router)
+    app.include_router(login_router)
+    install_page(app)
     return app
 
 
