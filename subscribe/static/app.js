@@ -150,10 +150,10 @@ async function openThread(threadId) {
   let thread;
   let messages;
   try {
-    [thread, { messages }] = await Promise.all([
-      api("GET", `/api/threads/${threadId}`),
-      api("GET", `/api/threads/${threadId}/messages`),
-    ]);
+    // In this order: a run and its user message are committed together, so the
+    // messages read after the thread include those of the run it names.
+    thread = await api("GET", `/api/threads/${threadId}`);
+    ({ messages } = await api("GET", `/api/threads/${threadId}/messages`));
   } catch (error) {
     $("thread-title").textContent = "Conversation not found";
     notify(error.status === 404 ? "This conversation does not exist in your workspace." : error.message);
@@ -179,10 +179,10 @@ async function send(text) {
   notify("");
   $("send").disabled = true;
   try {
-    if (!page.threadId) {
+    const created = !page.threadId;
+    if (created) {
       const thread = await api("POST", "/api/threads", { title: message.slice(0, 80) });
       page.threadId = thread.thread_id;
-      history.pushState({}, "", `/threads/${thread.thread_id}`);
       $("thread-title").textContent = thread.title;
       $("history").replaceChildren();
     } else if (page.runId) {
@@ -190,6 +190,8 @@ async function send(text) {
       for (const node of $("run").children) $("history").appendChild(node.cloneNode(true));
     }
     const run = await api("POST", `/api/threads/${page.threadId}/runs`, { message });
+    // Only now: the thread's URL opened in another tab shows this run at once.
+    if (created) history.pushState({}, "", `/threads/${page.threadId}`);
     $("message").value = "";
     autosize();
     follow(run.run_id, message);

@@ -11,6 +11,10 @@
 //   });
 //   await run.done;   // resolves after the terminal event; rejects on a 4xx answer
 //   run.stop();       // stop following (resolves `done`)
+//
+// A connection silent for `stallMs` (the broker's keepalives stopped) is dropped
+// and reconnected, and so is one open when the browser's `offline` event fires;
+// `online` cuts the backoff short.
 
 import { SSEParser } from "./sse.js";
 
@@ -71,28 +75,42 @@ export function followRun(runId, options = {}) {
     random = Math.random,
     fetch: fetchImpl = globalThis.fetch.bind(globalThis),
     sleep = defaultSleep,
+    network = globalThis.window ?? null,
+    stallMs = 45_000,
   } = options;
   const controller = new AbortController();
   let next = cursor; // what to send as the cursor on the next (re)connection
   let lastSeq = 0;
+  let attemptController = null; // aborts the current connection only
+  let progressed = false; // whether the current connection delivered an event
+  let wake = () => {};
+
+  // An emulated or real loss of network does not always fail an open stream at once:
+  // drop it when the browser says it went offline, retry at once when it is back.
+  const onOffline = () => attemptController?.abort();
+  const onOnline = () => wake();
+  network?.addEventListener?.("offline", onOffline);
+  network?.addEventListener?.("online", onOnline);
 
   async function connectOnce() {
+    attemptController = new AbortController();
+    const attempt = attemptController;
+    const signal = AbortSignal.any([controller.signal, attempt.signal]);
     const response = await fetchImpl(`${baseUrl}/api/runs/${encodeURIComponent(runId)}/subscribe`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...headers },
       body: JSON.stringify({ cursor: next === null ? null : String(next) }),
       credentials: "same-origin",
-      signal: controller.signal,
+      signal,
     });
     if (!response.ok) {
       const error = await errorOf(response);
-      if (retriable(response.status)) return { ended: false, progressed: false, error };
+      if (retriable(response.status)) return false;
       throw error;
     }
     onConnection("live");
     const parser = new SSEParser();
     const reader = response.body.getReader();
-    let progressed = false;
     const deliver = (frames) => {
       for (const frame of frames) {
         const event = JSON.parse(frame.data);
@@ -111,14 +129,26 @@ export function followRun(runId, options = {}) {
       if (lastSeq === 0 && parser.lastEventId !== null) next = parser.lastEventId;
       return false;
     };
+    // The broker sends a keepalive at least every 15 s: silence longer than
+    // `stallMs` means a dead connection that nobody told us about.
+    let stall;
+    const arm = () => {
+      clearTimeout(stall);
+      stall = setTimeout(() => attempt.abort(), stallMs);
+    };
+    signal.addEventListener("abort", () => reader.cancel().catch(() => {}));
     try {
+      arm();
       for (;;) {
         const { value, done } = await reader.read();
+        if (signal.aborted) return false;
         if (done) break;
-        if (deliver(parser.feed(value))) return { ended: true, progressed };
+        arm();
+        if (deliver(parser.feed(value))) return true;
       }
-      return { ended: deliver(parser.close()), progressed };
+      return deliver(parser.close());
     } finally {
+      clearTimeout(stall);
       reader.cancel().catch(() => {});
     }
   }
@@ -128,23 +158,27 @@ export function followRun(runId, options = {}) {
     onConnection("connecting");
     try {
       while (!controller.signal.aborted) {
-        let outcome;
+        progressed = false;
         try {
-          outcome = await connectOnce();
+          if (await connectOnce()) return { lastSeq };
         } catch (error) {
           if (controller.signal.aborted) break;
           if (error instanceof CallbackError) throw error.cause;
           if (error instanceof SubscribeError || error instanceof SyntaxError) throw error;
-          outcome = { ended: false, progressed: false, error };
         }
-        if (outcome.ended) return { lastSeq };
-        if (outcome.progressed) attempt = 0;
+        if (controller.signal.aborted) break;
+        if (progressed) attempt = 0;
         onConnection("reconnecting");
-        await sleep(backoffDelay(attempt, backoff, random), controller.signal);
+        await new Promise((resolve) => {
+          wake = resolve;
+          sleep(backoffDelay(attempt, backoff, random), controller.signal).then(resolve);
+        });
         attempt += 1;
       }
       return { lastSeq };
     } finally {
+      network?.removeEventListener?.("offline", onOffline);
+      network?.removeEventListener?.("online", onOnline);
       onConnection("closed");
     }
   })();

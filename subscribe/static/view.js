@@ -44,7 +44,8 @@ function toolInput(input) {
     box.appendChild(el("pre", "code", input.sql));
     const rest = { ...input };
     delete rest.sql;
-    if (Object.keys(rest).length > 0) box.appendChild(el("p", "tool-meta", formatValue(rest)));
+    const meta = Object.entries(rest).map(([key, value]) => `${key.replaceAll("_", " ")}: ${formatValue(value)}`);
+    if (meta.length > 0) box.appendChild(el("p", "tool-meta", meta.join(" · ")));
   } else {
     box.appendChild(el("pre", "code", JSON.stringify(input ?? {}, null, 2)));
   }

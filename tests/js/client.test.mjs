@@ -114,3 +114,72 @@ test("an exception in onEvent is the caller's: done rejects, no silent reconnect
   await assert.rejects(run.done, RangeError);
   assert.equal(calls, 1);
 });
+
+/** A Response that yields `chunks`, then stays open and silent until cancelled. */
+function hangingResponse(chunks) {
+  const queue = [...chunks];
+  const body = new ReadableStream({
+    pull(controller) {
+      if (queue.length > 0) controller.enqueue(encoder.encode(queue.shift()));
+      else return new Promise(() => {});
+    },
+  });
+  return new Response(body, { status: 200 });
+}
+
+test("going offline drops an open stream; coming back online reconnects at once", async () => {
+  const network = new EventTarget();
+  const cursors = [];
+  const seen = [];
+  let connected;
+  const firstConnected = new Promise((resolve) => (connected = resolve));
+  const run = followRun("r1", {
+    network,
+    fetch: async (url, init) => {
+      cursors.push(JSON.parse(init.body).cursor);
+      if (cursors.length === 1) {
+        connected();
+        return hangingResponse([frame(1, "run_started"), frame(2, "text", { text: "a" })]);
+      }
+      return streamResponse([frame(2, "text", { text: "a" }), frame(3, "complete", { new_messages: [] })]);
+    },
+    sleep: () => new Promise(() => {}), // only the online event may end the wait
+    onEvent: (event) => seen.push(event.seq),
+    onConnection: (status) => {
+      if (status === "reconnecting") setTimeout(() => network.dispatchEvent(new Event("online")), 5);
+    },
+  });
+  await firstConnected;
+  while (seen.length < 2) await new Promise((resolve) => setTimeout(resolve, 1));
+  network.dispatchEvent(new Event("offline"));
+  await run.done;
+  assert.deepEqual(seen, [1, 2, 3]);
+  assert.deepEqual(cursors, [null, "2"]);
+});
+
+test("a stream silent for longer than stallMs is dropped and resumed", async () => {
+  const cursors = [];
+  const run = followRun("r1", {
+    stallMs: 20,
+    network: null,
+    fetch: async (url, init) => {
+      cursors.push(JSON.parse(init.body).cursor);
+      if (cursors.length === 1) return hangingResponse([frame(1, "run_started")]);
+      return streamResponse([frame(2, "error", { error: "x", error_type: "y" })]);
+    },
+    sleep: async () => {},
+  });
+  assert.deepEqual(await run.done, { lastSeq: 2 });
+  assert.deepEqual(cursors, [null, "1"]);
+});
+
+test("stop() ends a follower that is waiting on an open stream", async () => {
+  const run = followRun("r1", {
+    network: null,
+    fetch: async () => hangingResponse([frame(1, "run_started")]),
+    sleep: async () => {},
+  });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  run.stop();
+  assert.deepEqual(await run.done, { lastSeq: 1 });
+});
