@@ -185,6 +185,31 @@ async def test_a_message_streams_its_answer_in_as_rendered_markdown(
         await context.close()
 
 
+_FOLLOW_WITH_EVENTSOURCE = """async ([runId, cursor]) => {
+  const { followRunWithEventSource } = await import("/static/client.js");
+  const seqs = [];
+  const run = followRunWithEventSource(runId, { cursor, onEvent: (e) => seqs.push(e.seq) });
+  await run.done;
+  return seqs;
+}"""
+
+
+async def test_the_client_also_follows_a_run_over_the_browsers_event_source(
+    browser: Browser, system: System
+) -> None:
+    context, page = await _signed_in(browser, system)
+    try:
+        thread_id = await _ask(page)
+        run_id = (await system.api.get(f"/api/threads/{thread_id}")).json()["latest_run"]["run_id"]
+        live = await page.evaluate(_FOLLOW_WITH_EVENTSOURCE, [run_id, None])
+        last_seq = (await system.api.get(f"/api/runs/{run_id}")).json()["last_seq"]
+        assert live == list(range(1, last_seq + 1))
+        resumed = await page.evaluate(_FOLLOW_WITH_EVENTSOURCE, [run_id, 5])
+        assert resumed == list(range(6, last_seq + 1))
+    finally:
+        await context.close()
+
+
 async def test_reload_mid_run_replays_and_ends_with_the_same_transcript(
     browser: Browser, system: System
 ) -> None:

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { backoffDelay, followRun, SubscribeError } from "../../subscribe/static/client.js";
+import {
+  backoffDelay,
+  followRun,
+  followRunWithEventSource,
+  SubscribeError,
+} from "../../subscribe/static/client.js";
 
 const encoder = new TextEncoder();
 const frame = (seq, event_type, data = {}) =>
@@ -182,4 +187,54 @@ test("stop() ends a follower that is waiting on an open stream", async () => {
   await new Promise((resolve) => setTimeout(resolve, 10));
   run.stop();
   assert.deepEqual(await run.done, { lastSeq: 1 });
+});
+
+class FakeEventSource {
+  static instances = [];
+  constructor(url, options) {
+    this.url = url;
+    this.options = options;
+    this.readyState = 0;
+    FakeEventSource.instances.push(this);
+  }
+  close() {
+    this.readyState = 2;
+  }
+  message(seq, event_type, data = {}) {
+    this.onmessage({ data: JSON.stringify({ seq, event_type, data }), lastEventId: String(seq) });
+  }
+}
+
+test("over EventSource: cursor in the URL, duplicates after a browser reconnect dropped, closed at the terminal event", async () => {
+  const seen = [];
+  const connection = [];
+  const run = followRunWithEventSource("r 1", {
+    cursor: 3,
+    EventSource: FakeEventSource,
+    onEvent: (event) => seen.push(event.seq),
+    onConnection: (status) => connection.push(status),
+  });
+  const source = FakeEventSource.instances.at(-1);
+  assert.equal(source.url, "/api/runs/r%201/events?cursor=3");
+  assert.deepEqual(source.options, { withCredentials: true });
+  source.onopen();
+  source.message(4, "text", { text: "a" });
+  source.readyState = 0; // the browser reconnects by itself, with Last-Event-ID
+  source.onerror();
+  source.onopen();
+  source.message(4, "text", { text: "a" });
+  source.message(5, "complete", { new_messages: [] });
+  assert.deepEqual(await run.done, { lastSeq: 5 });
+  assert.deepEqual(seen, [4, 5]);
+  assert.equal(source.readyState, 2);
+  assert.deepEqual(connection, ["connecting", "live", "reconnecting", "live", "closed"]);
+});
+
+test("over EventSource: a stream the broker closed for good (204, an error answer) ends the follower", async () => {
+  const run = followRunWithEventSource("r1", { EventSource: FakeEventSource });
+  const source = FakeEventSource.instances.at(-1);
+  assert.equal(source.url, "/api/runs/r1/events");
+  source.readyState = 2;
+  source.onerror();
+  assert.deepEqual(await run.done, { lastSeq: 0 });
 });
