@@ -137,6 +137,8 @@ async def test_login_link_signs_in_once_and_sets_an_httponly_cookie(
     context, page = await _signed_in(browser, system)
     await expect(page.get_by_role("textbox", name="Message")).to_be_visible()
     await expect(page.get_by_role("button", name="Send")).to_be_visible()
+    await expect(page.locator("#run-status")).to_be_hidden()  # no run, no status
+    await expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     cookies = await context.cookies()
     assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
         ("broker_session", True, "Strict")
