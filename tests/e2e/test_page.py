@@ -283,8 +283,44 @@ async def test_stop_ends_the_run_cancelled(browser: Browser, system: System) -> 
     try:
         await _ask(page, "Which customers spent the most?")
         await expect(page.get_by_role("status")).to_have_text("live")
-        await page.get_by_role("button", name="Stop").click()
+        async with page.expect_response(lambda r: r.url.endswith("/cancel")) as answer:
+            await page.get_by_role("button", name="Stop").click()
+        response = await answer.value
+        assert response.status in (200, 202), f"POST …/cancel answered {response.status}"
         await expect(page.get_by_role("status")).to_have_text("cancelled", timeout=10_000)
         await page.screenshot(path=SCREENSHOTS / "cancelled.png")
+    finally:
+        await context.close()
+
+
+_RENDER = """async (text) => {
+  const { renderMarkdown } = await import("/static/markdown.js");
+  return renderMarkdown(text);
+}"""
+
+
+_HOSTILE = [
+    "<script>window.pwned = 1</script>",
+    '<img src=x onerror="window.pwned = 1">',
+    "[click](javascript:window.pwned=1)",
+    '<iframe srcdoc="<script>parent.pwned=1</script>"></iframe>',
+    '<svg><animate onbegin="window.pwned=1" attributeName=x dur=1s></svg>',
+]
+
+
+async def test_the_answers_markdown_is_rendered_and_sanitized(
+    browser: Browser, system: System
+) -> None:
+    context, page = await _signed_in(browser, system)
+    try:
+        for hostile in _HOSTILE:
+            html = await page.evaluate(_RENDER, f"**Total:** 400 orders\n\n{hostile}")
+            assert "<strong>Total:</strong> 400 orders" in html
+            for marker in ("<script", "onerror", "javascript:", "<iframe", "onbegin"):
+                assert marker not in html.lower(), html
+            await page.evaluate(
+                "html => { document.getElementById('run').innerHTML = html; }", html
+            )
+            assert await page.evaluate("window.pwned") is None
     finally:
         await context.close()
