@@ -31,6 +31,7 @@ from broker.http import (
     install_error_handlers,
 )
 from broker.integrations import router as integrations_router
+from broker.login import router as login_router
 from broker.logs import redact_access_log
 from broker.metrics import Metrics
 from broker.migrate import is_at_head
@@ -40,8 +41,10 @@ from broker.runs import router as runs_router
 from broker.settings import Settings
 from broker.store import Store
 from broker.streams import StreamManager
+from broker.threads import router as threads_router
 from broker.wirejson import WireJSONResponse
 from subscribe.hub import Hub
+from subscribe.page import install_page
 from subscribe.routes import router as subscribe_router
 
 __all__ = ["create_app", "new_writer_id"]
@@ -99,6 +102,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(subscribe_router)
     app.include_router(runs_router)
     app.include_router(integrations_router)
+    app.include_router(threads_router)
+    app.include_router(login_router)
+    install_page(app)
     return app
 
 

@@ -145,7 +145,6 @@ def up(
 ) -> None:
     """The whole system on one machine: database, migrations, agent service, broker."""
     from broker.app import create_app
-    from broker.auth import mint_token
 
     base = _settings()
     with _database(base) as settings:
@@ -156,10 +155,9 @@ def up(
         broker_url = f"http://{host}:{port}"
         settings = settings.model_copy(update={"agent_url": agent_url, "broker_url": broker_url})
         with _agent_process(settings, agent_port):
-            token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
-            typer.echo(f"broker:  {broker_url}")
+            link = asyncio.run(_login_link(settings, workspace_id))
+            typer.echo(f"open:    {link}")
             typer.echo(f"agents:  {agent_url}")
-            typer.echo(f"token:   {token}")
             typer.echo("Ctrl-C stops everything.")
             uvicorn.run(
                 create_app(settings),
@@ -168,6 +166,33 @@ def up(
                 log_config=None,
                 timeout_graceful_shutdown=_GRACEFUL_S,
             )
+
+
+@app.command("login-link")
+def login_link(
+    workspace: Annotated[str, typer.Option(help="Workspace name (created if missing).")] = (
+        DEFAULT_WORKSPACE
+    ),
+) -> None:
+    """Print a fresh one-time login link for the browser page (BROKER_URL is its base)."""
+    with _database(_settings()) as settings:
+        _migrate(settings)
+        workspace_id = asyncio.run(_ensure_workspace(settings, workspace))
+        typer.echo(asyncio.run(_login_link(settings, workspace_id)))
+
+
+async def _login_link(settings: Settings, workspace_id: WorkspaceId) -> str:
+    """A one-time login link for the page, its code stored (hashed) in the database."""
+    from broker.login import LoginCodes, login_url
+    from broker.store import Store
+
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        code = await LoginCodes(Store(engine, settings.keyring())).issue(workspace_id)
+    finally:
+        await engine.dispose()
+    return login_url(settings.broker_url, code)
 
 
 async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> WorkspaceId:

@@ -38,6 +38,7 @@ from broker.errors import (
     RunInProgress,
     Unstorable,
 )
+from broker.origin import SAFE_METHODS, is_same_origin
 from broker.settings import Settings
 from broker.store import Store
 from broker.wirejson import WireJSONResponse
@@ -280,13 +281,22 @@ def get_store(request: Request) -> Store:
 
 
 def authenticate(request: Request) -> Principal:
-    """The caller, from `Authorization: Bearer` or the page's session cookie."""
+    """The caller, from `Authorization: Bearer` or the page's session cookie.
+
+    A cookie-authenticated request that may change state (not GET/HEAD/OPTIONS)
+    must also pass the same-origin check of `broker.origin`, else 403 `cross_origin`.
+    """
     settings = get_settings(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if header and scheme.lower() != "bearer":
         raise AuthError("use the Bearer scheme")
-    token = token or request.cookies.get(COOKIE_NAME, "")
+    if not token:
+        token = request.cookies.get(COOKIE_NAME, "")
+        if token and request.method not in SAFE_METHODS and not is_same_origin(request):
+            raise ApiError(
+                403, "cross_origin", "a cookie-authenticated change must come from the page"
+            )
     if not token:
         raise AuthError("missing credentials")
     return verify_token(settings.require(settings.secret, "BROKER_SECRET"), token)

@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "Base",
     "Integration",
+    "LoginCode",
     "Message",
     "RawStreamEvent",
     "Run",
@@ -185,4 +186,19 @@ class Integration(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     key_id: Mapped[str] = mapped_column(String(64), nullable=False)
     credentials: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class LoginCode(Base):
+    """A one-time login link's code, kept only as its SHA-256: spent once, then useless."""
+
+    __tablename__ = "login_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    )
+    member_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()

@@ -66,7 +66,7 @@ async def test_fresh_database_is_not_at_head(databases: TestDatabases) -> None:
     try:
         async with engine.connect() as conn:
             assert not await is_at_head(conn)
-        assert head_revision() == "0002"
+        assert head_revision() == "0003"
     finally:
         await engine.dispose()
         await databases.drop(url)
