@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from broker.auth import Principal
 from broker.errors import NotFound
 from broker.http import authenticate, get_store
-from broker.store import Store
+from broker.store import Store, title_aad
 from models.ids import WorkspaceId
 from models.tables import Run, Thread
 
@@ -65,6 +65,7 @@ def _select_threads(workspace_id: WorkspaceId) -> sa.Select[Any]:
     return (
         sa.select(
             _threads.c.id,
+            _threads.c.title_key_id,
             _threads.c.title,
             _threads.c.created_at,
             latest.c.id.label("run_id"),
@@ -76,13 +77,15 @@ def _select_threads(workspace_id: WorkspaceId) -> sa.Select[Any]:
     )
 
 
-def _thread_out(row: sa.Row[Any]) -> ThreadOut:
+def _thread_out(store: Store, row: sa.Row[Any]) -> ThreadOut:
+    """The thread as the page reads it, its title opened (sealed at rest, invariant 4)."""
+    title = None
+    if row.title is not None:
+        title = store.keyring.decrypt(row.title_key_id, row.title, title_aad(row.id)).decode()
     run = None
     if row.run_id is not None:
         run = LatestRun(run_id=str(row.run_id), status=row.status, created_at=row.run_created_at)
-    return ThreadOut(
-        thread_id=str(row.id), title=row.title, created_at=row.created_at, latest_run=run
-    )
+    return ThreadOut(thread_id=str(row.id), title=title, created_at=row.created_at, latest_run=run)
 
 
 @router.get("/api/threads")
@@ -99,7 +102,7 @@ async def list_threads(
     )
     async with store.transaction() as conn:
         rows = (await conn.execute(stmt)).all()
-    return ThreadsOut(threads=[_thread_out(row) for row in rows])
+    return ThreadsOut(threads=[_thread_out(store, row) for row in rows])
 
 
 @router.get("/api/threads/{thread_id}")
@@ -118,4 +121,4 @@ async def get_thread(
         row = (await conn.execute(stmt)).one_or_none()
     if row is None:
         raise NotFound(f"thread {thread_id} not found")
-    return _thread_out(row)
+    return _thread_out(store, row)

@@ -34,7 +34,8 @@ from tests.servers import serve
 
 __all__ = ["browser"]  # the fixture, re-exported for pytest
 
-QUESTION = "How many orders are there in total?"
+# A breakdown answers with a table of ~two dozen rows: long enough to act on mid-run.
+QUESTION = "Show revenue by month"
 TIMEOUT_MS = 30_000
 expect.set_options(timeout=TIMEOUT_MS)
 
@@ -222,12 +223,12 @@ async def test_reload_mid_run_replays_and_ends_with_the_same_transcript(
         await page.reload()
         await expect(page.get_by_role("status")).to_have_text("live")
         reloaded = await _finished_answer(page)
-        reloaded_view = await page.locator("#run").inner_text()
+        reloaded_view = await page.locator("#run").text_content()
 
         fresh = await context.new_page()
         await fresh.goto(f"{system.base}/threads/{thread_id}")
         assert await _finished_answer(fresh) == reloaded
-        assert await fresh.locator("#run").inner_text() == reloaded_view
+        assert await fresh.locator("#run").text_content() == reloaded_view
         assert reloaded == await system.persisted_answer(thread_id)
     finally:
         await context.close()
@@ -246,7 +247,7 @@ async def test_two_tabs_on_one_thread_show_the_same_run_live_and_end_identical(
         await second.screenshot(path=SCREENSHOTS / "second-tab.png")
         answers = [await _finished_answer(first), await _finished_answer(second)]
         assert answers[0] == answers[1] == await system.persisted_answer(thread_id)
-        views = [await tab.locator("#run").inner_text() for tab in (first, second)]
+        views = [await tab.locator("#run").text_content() for tab in (first, second)]
         assert views[0] == views[1]
     finally:
         await context.close()
