@@ -38,6 +38,8 @@ from broker.runs import router as runs_router
 from broker.settings import Settings
 from broker.store import Store
 from broker.streams import StreamManager
+from durable.routes import open_durable
+from durable.routes import router as durable_router
 from subscribe.hub import Hub
 from subscribe.routes import router as subscribe_router
 
@@ -66,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
             async with contextlib.AsyncExitStack() as stack:
                 # The write side and the read side register their parts here.
                 _open_write_side(app, stack, settings)
+                await open_durable(app, stack, app.state.store)
                 # Read side: the LISTEN connection and the shared tails. Registered last,
                 # so it stops first: viewers are closed and resume on another replica.
                 app.state.hub = await stack.enter_async_context(
@@ -88,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(subscribe_router)
     app.include_router(runs_router)
     app.include_router(integrations_router)
+    app.include_router(durable_router)
     return app
 
 

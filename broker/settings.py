@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     query_timeout_s: float = Field(default=5.0, gt=0, validation_alias="BROKER_QUERY_TIMEOUT_S")
     query_max_rows: int = Field(default=500, ge=1, validation_alias="BROKER_QUERY_MAX_ROWS")
     log_level: str = Field(default="info", validation_alias="BROKER_LOG_LEVEL")
+    ds_anonymous_workspace: str | None = Field(
+        default=None, validation_alias="BROKER_DS_ANONYMOUS_WORKSPACE"
+    )
+    ds_long_poll_s: float = Field(default=30.0, gt=0, validation_alias="BROKER_DS_LONG_POLL_S")
 
     @field_validator("database_url")
     @classmethod
@@ -89,6 +93,8 @@ class Settings(BaseSettings):
         missing = [env for env, attr in SECRET_NAMES.items() if getattr(self, attr) is None]
         filled = self
         if self.production:
+            if self.ds_anonymous_workspace is not None:
+                raise ConfigError("BROKER_DS_ANONYMOUS_WORKSPACE is refused in production mode")
             if missing:
                 raise ConfigError(f"production mode requires {', '.join(missing)}")
             for env, attr in SECRET_NAMES.items():

@@ -1,0 +1,55 @@
+"""A user stream as a `reader.Source`: its row, its messages, its wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from durable.store import DurableStore, StreamRecord
+from durable.wakeups import Wakeups
+
+__all__ = ["StreamHead", "StreamSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHead:
+    last_seq: int
+    closed: bool
+
+
+class StreamSource:
+    """One request's view of a user stream; a deleted stream reads as closed."""
+
+    def __init__(self, store: DurableStore, wakeups: Wakeups, record: StreamRecord) -> None:
+        self._store = store
+        self._wakeups = wakeups
+        self._id = record.id
+        self.path = record.path
+        self.content_type = record.content_type
+        self._head = StreamHead(record.last_seq, record.closed)
+
+    async def head(self) -> StreamHead:
+        record = await self._store.by_id(self._id)
+        if record is None:
+            self._head = StreamHead(self._head.last_seq, True)
+        else:
+            self._head = StreamHead(record.last_seq, record.closed)
+        return self._head
+
+    async def read(self, after: int) -> list[bytes]:
+        if after >= self._head.last_seq and not self._head.closed:
+            # Cheap to skip only when the head says so; otherwise read.
+            head = await self.head()
+            if after >= head.last_seq:
+                return []
+        return await self._store.read(self._id, after)
+
+    async def wait(self, after: int, timeout: float) -> None:
+        with self._wakeups.registered(self._id) as woken:
+            head = await self.head()
+            if head.last_seq > after or head.closed:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await woken.wait()
