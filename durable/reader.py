@@ -15,6 +15,7 @@ import base64
 import gzip
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.requests import Request
@@ -28,7 +29,10 @@ __all__ = ["Head", "Source", "head_response", "read_response"]
 _COMPRESS_FROM = 1024
 
 
-class Head(Protocol):
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A stream's last seq, and whether it is closed (nothing will follow)."""
+
     last_seq: int
     closed: bool
 
@@ -45,8 +49,12 @@ class Source(Protocol):
         """Messages after seq `after`, in order, contiguous (possibly fewer than exist)."""
         ...
 
-    async def wait(self, after: int, timeout: float) -> None:
+    async def wait(self, after: int, limit_s: float) -> None:
         """Return once something may follow `after` (or the stream closed), or on timeout."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the request held (a place in a shared tail)."""
         ...
 
 
@@ -87,7 +95,16 @@ def _parse_offset(request: Request) -> str | None:
 
 
 async def read_response(request: Request, source: Source, *, long_poll_s: float) -> Response:
-    """GET: catch-up, `live=long-poll` or `live=sse` from `offset`."""
+    """GET: catch-up, `live=long-poll` or `live=sse` from `offset`; closes `source` when done."""
+    if request.query_params.get("live") == "sse":
+        return await _read(request, source, long_poll_s)  # the stream closes the source
+    try:
+        return await _read(request, source, long_poll_s)
+    finally:
+        await source.aclose()
+
+
+async def _read(request: Request, source: Source, long_poll_s: float) -> Response:
     offset = _parse_offset(request)
     live = request.query_params.get("live")
     cursor = request.query_params.get("cursor")
@@ -158,12 +175,15 @@ def _wants_gzip(accept_encoding: str | None) -> bool:
 
 def _sse(source: Source, after: int, cursor: str | None, wait_s: float) -> Response:
     binary = not is_text(source.content_type)
-    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    headers = {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        "x-accel-buffering": "no",
+    }
     if binary:
         headers["Stream-SSE-Data-Encoding"] = "base64"
     return StreamingResponse(
         _sse_frames(source, after, cursor, wait_s, binary),
-        media_type="text/event-stream",
         headers=headers,
     )
 
@@ -180,23 +200,50 @@ async def _sse_frames(
     source: Source, after: int, cursor: str | None, wait_s: float, binary: bool
 ) -> AsyncIterator[bytes]:
     """`event: data` per message and an `event: control` after every batch."""
+    try:
+        async for frame in _sse_loop(source, after, cursor, wait_s, binary):
+            yield frame
+    finally:
+        await source.aclose()
+
+
+async def _sse_loop(
+    source: Source, after: int, cursor: str | None, wait_s: float, binary: bool
+) -> AsyncIterator[bytes]:
     position = after
     while True:
-        messages = await source.read(position)
+        try:
+            messages = await source.read(position)
+        except ProtocolError:
+            return  # past retention: the client's next request gets the 410
+        head = await source.head()
+        batch: list[bytes] = []  # one write per batch: a data event and its control together
         for message in messages:
-            yield sse_event("data", _payload(source.content_type, message, binary))
-        position += len(messages)
+            # Every data event is followed by its control event, so a client that
+            # stops anywhere knows the offset to resume from.
+            batch.append(sse_event("data", _payload(source.content_type, message, binary)))
+            position += 1
+            if position < head.last_seq or not head.closed:
+                batch.append(sse_event("control", _control(position, head, cursor)))
         head = await source.head()
         at_tail = position >= head.last_seq
-        control: dict[str, object] = {"streamNextOffset": offset_of(position)}
         if head.closed and at_tail:
-            control["streamClosed"] = True
-            yield sse_event("control", json.dumps(control))
+            closed = {"streamNextOffset": offset_of(position), "streamClosed": True}
+            yield b"".join([*batch, sse_event("control", json.dumps(closed))])
             return
-        control["streamCursor"] = response_cursor(cursor)
-        if at_tail:
-            control["upToDate"] = True
-        if messages or at_tail:
-            yield sse_event("control", json.dumps(control))
+        if not messages and at_tail:
+            batch.append(sse_event("control", _control(position, head, cursor)))
+        if batch:
+            yield b"".join(batch)
         if at_tail:
             await source.wait(position, wait_s)
+
+
+def _control(position: int, head: Head, cursor: str | None) -> str:
+    control: dict[str, object] = {
+        "streamNextOffset": offset_of(position),
+        "streamCursor": response_cursor(cursor),
+    }
+    if position >= head.last_seq:
+        control["upToDate"] = True
+    return json.dumps(control)

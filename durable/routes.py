@@ -19,8 +19,8 @@ from broker.errors import AuthError
 from broker.http import authenticate, error_response, get_settings, get_store
 from broker.store import Store
 from durable.protocol import ProtocolError
-from durable.reader import head_response, read_response
-from durable.sources import StreamHead, StreamSource
+from durable.reader import Head, head_response, read_response
+from durable.sources import StreamSource
 from durable.store import DurableStore
 from durable.wakeups import Wakeups
 from durable.writer import AppendRequest, CreateRequest, Writer
@@ -33,7 +33,7 @@ _CORS = {
     "access-control-allow-methods": "GET, POST, PUT, DELETE, HEAD, OPTIONS",
     "access-control-allow-headers": (
         "content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, "
-        "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq"
+        "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, If-None-Match"
     ),
     "access-control-expose-headers": (
         "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, "
@@ -154,7 +154,7 @@ async def _stream_response(request: Request, workspace_id: uuid.UUID, path: str)
             extra["Stream-TTL"] = str(record.ttl_seconds)
         if record.expires_at_text is not None:
             extra["Stream-Expires-At"] = record.expires_at_text
-        head = StreamHead(record.last_seq, record.closed)
+        head = Head(record.last_seq, record.closed)
         return head_response(path, record.content_type, head, extra)
     await store.touch(record.id)
     source = StreamSource(store, wakeups, record)

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 
+from durable.reader import Head
 from durable.store import DurableStore, StreamRecord
 from durable.wakeups import Wakeups
 
-__all__ = ["StreamHead", "StreamSource"]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamHead:
-    last_seq: int
-    closed: bool
+__all__ = ["StreamSource"]
 
 
 class StreamSource:
@@ -27,14 +21,14 @@ class StreamSource:
         self._id = record.id
         self.path = record.path
         self.content_type = record.content_type
-        self._head = StreamHead(record.last_seq, record.closed)
+        self._head = Head(record.last_seq, record.closed)
 
-    async def head(self) -> StreamHead:
+    async def head(self) -> Head:
         record = await self._store.by_id(self._id)
         if record is None:
-            self._head = StreamHead(self._head.last_seq, True)
+            self._head = Head(self._head.last_seq, True)
         else:
-            self._head = StreamHead(record.last_seq, record.closed)
+            self._head = Head(record.last_seq, record.closed)
         return self._head
 
     async def read(self, after: int) -> list[bytes]:
@@ -45,11 +39,14 @@ class StreamSource:
                 return []
         return await self._store.read(self._id, after)
 
-    async def wait(self, after: int, timeout: float) -> None:
+    async def wait(self, after: int, limit_s: float) -> None:
         with self._wakeups.registered(self._id) as woken:
             head = await self.head()
             if head.last_seq > after or head.closed:
                 return
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(limit_s):
                     await woken.wait()
+
+    async def aclose(self) -> None:
+        """Nothing to release: wake-ups are registered only while waiting."""

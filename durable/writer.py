@@ -9,6 +9,7 @@ once. Answers are `Outcome`s (status and headers); refusals raise
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 
@@ -134,7 +135,7 @@ class Writer:
         self, locked: Locked, req: AppendRequest, producer: tuple[str, int, int] | None
     ) -> Outcome:
         stream = locked.stream
-        mark = None if producer is None else f"{producer[0]}\x00{producer[1]}\x00{producer[2]}"
+        mark = None if producer is None else json.dumps(list(producer))
         closed_now = {"Stream-Closed": "true", "Stream-Next-Offset": offset_of(stream.last_seq)}
         if stream.closed:
             if producer is not None and mark == stream.closed_by:
@@ -154,9 +155,9 @@ class Writer:
             refusal = _refusal(decision, producer)
             if refusal is not None:
                 return refusal
-        if req.stream_seq is not None and stream.writer_seq is not None:
-            if req.stream_seq <= stream.writer_seq:
-                raise ProtocolError(409, "Sequence conflict")
+        given, stored = req.stream_seq, stream.writer_seq
+        if given is not None and stored is not None and given <= stored:
+            raise ProtocolError(409, "Sequence conflict")
         messages: list[bytes] = []
         if req.body:
             messages = (
