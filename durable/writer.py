@@ -80,13 +80,6 @@ class Writer:
         ttl = parse_ttl(req.ttl) if req.ttl is not None else None
         expires = parse_expires_at(req.expires_at) if req.expires_at is not None else None
         content_type = _content_type_of(req.content_type)
-        messages: list[bytes] = []
-        if req.body:
-            messages = (
-                json_messages(req.body, allow_empty_array=True)
-                if is_json(content_type)
-                else [req.body]
-            )
         async with self._store.creating(
             workspace_id,
             path,
@@ -108,6 +101,13 @@ class Writer:
                     raise ProtocolError(409, "Stream already exists with different configuration")
                 last = stream.last_seq
             else:
+                messages: list[bytes] = []
+                if req.body:
+                    messages = (
+                        json_messages(req.body, allow_empty_array=True)
+                        if is_json(content_type)
+                        else [req.body]
+                    )
                 last = await locked.append(messages, close=req.closed)
         if created:
             self._wakeups.wake(stream.id)
