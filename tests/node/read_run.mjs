@@ -8,15 +8,22 @@ const headers = { Authorization: `Bearer ${token}` }
 const seqs = []
 
 // First session: live SSE until CUT_AFTER events arrived, then drop the connection.
+// Batches the client still hands over after the cut are ignored: the resume offset
+// is that of the last batch counted, so nothing is lost and nothing is counted twice.
 let resumeFrom = "-1"
 {
   const controller = new AbortController()
+  let done = false
   const res = await stream({ url, headers, live: "sse", signal: controller.signal })
   await new Promise((resolve) => {
     res.subscribeJson((batch) => {
+      if (done) return
       for (const item of batch.items) seqs.push(item.seq)
       resumeFrom = batch.offset
-      if (seqs.length >= Number(cutAfter) || batch.streamClosed) resolve()
+      if (seqs.length >= Number(cutAfter) || batch.streamClosed) {
+        done = true
+        resolve()
+      }
     })
   })
   controller.abort()
