@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from broker.migrate import alembic_config, head_revision, is_at_head, upgrade
+from durable.tables import metadata as durable_metadata
 from models.tables import metadata
 from tests.database import TestDatabases
 
@@ -30,11 +31,11 @@ async def test_upgrade_downgrade_upgrade_round_trips(databases: TestDatabases) -
     url = await databases.create_empty()
     try:
         await asyncio.to_thread(upgrade, url)
-        assert await _tables(url) == set(metadata.tables)
+        assert await _tables(url) == set(metadata.tables) | set(durable_metadata.tables)
         await asyncio.to_thread(command.downgrade, alembic_config(url), "base")
         assert await _tables(url) == set()
         await asyncio.to_thread(upgrade, url)
-        assert await _tables(url) == set(metadata.tables)
+        assert await _tables(url) == set(metadata.tables) | set(durable_metadata.tables)
     finally:
         await databases.drop(url)
 
@@ -44,7 +45,7 @@ async def test_autogenerate_finds_nothing_to_change(database_url: str) -> None:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "compare_server_default": True}
         )
-        return list(compare_metadata(context, metadata))
+        return list(compare_metadata(context, [metadata, durable_metadata]))
 
     engine = create_async_engine(database_url)
     try:
@@ -61,7 +62,7 @@ async def test_fresh_database_is_not_at_head(databases: TestDatabases) -> None:
     try:
         async with engine.connect() as conn:
             assert not await is_at_head(conn)
-        assert head_revision() == "0001"
+        assert head_revision() == "0004"
     finally:
         await engine.dispose()
         await databases.drop(url)
