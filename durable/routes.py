@@ -156,7 +156,8 @@ async def _stream_response(request: Request, workspace_id: uuid.UUID, path: str)
             extra["Stream-Expires-At"] = record.expires_at_text
         head = Head(record.last_seq, record.closed)
         return head_response(path, record.content_type, head, extra)
-    await store.touch(record.id)
+    if record.ttl_seconds is not None:
+        await store.touch(record.id)  # a read resets the idle clock
     source = StreamSource(store, wakeups, record)
     return await read_response(request, source, long_poll_s=get_settings(request).ds_long_poll_s)
 

@@ -24,25 +24,24 @@ class StreamSource:
         self._head = Head(record.last_seq, record.closed)
 
     async def head(self) -> Head:
-        record = await self._store.by_id(self._id)
-        if record is None:
+        """The head as of the last read or wait (both refresh it)."""
+        return self._head
+
+    def _seen(self, record: StreamRecord | None) -> None:
+        if record is None:  # deleted: nothing will follow
             self._head = Head(self._head.last_seq, True)
         else:
             self._head = Head(record.last_seq, record.closed)
-        return self._head
 
     async def read(self, after: int) -> list[bytes]:
-        if after >= self._head.last_seq and not self._head.closed:
-            # Cheap to skip only when the head says so; otherwise read.
-            head = await self.head()
-            if after >= head.last_seq:
-                return []
-        return await self._store.read(self._id, after)
+        record, messages = await self._store.read(self._id, after)
+        self._seen(record)
+        return messages
 
     async def wait(self, after: int, limit_s: float) -> None:
         with self._wakeups.registered(self._id) as woken:
-            head = await self.head()
-            if head.last_seq > after or head.closed:
+            self._seen(await self._store.by_id(self._id))
+            if self._head.last_seq > after or self._head.closed:
                 return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(limit_s):

@@ -287,9 +287,21 @@ class DurableStore:
 
     async def read(
         self, stream_id: int, after: int, *, max_bytes: int = _READ_BYTES
-    ) -> list[bytes]:
-        """Messages `after+1, after+2, ...` in order, about `max_bytes` at most (1 at least)."""
+    ) -> tuple[StreamRecord | None, list[bytes]]:
+        """The stream's row and its messages `after+1, ...` (about `max_bytes`, 1 at least).
+
+        One transaction, so the row's `last_seq` and the messages agree. A deleted
+        stream reads as (None, []).
+        """
         async with self._transaction() as conn:
+            row = (
+                await conn.execute(sa.select(ds_streams).where(ds_streams.c.id == stream_id))
+            ).first()
+            if row is None:
+                return None, []
+            record = _record(row)
+            if record.last_seq <= after:
+                return record, []
             rows = (
                 await conn.execute(
                     sa.select(ds_messages.c.seq, ds_messages.c.key_id, ds_messages.c.payload)
@@ -300,14 +312,14 @@ class DurableStore:
             ).all()
         out: list[bytes] = []
         size = 0
-        for expected, row in enumerate(rows, start=after + 1):
-            if row.seq != expected or (out and size + len(row.payload) > max_bytes):
+        for expected, item in enumerate(rows, start=after + 1):
+            if item.seq != expected or (out and size + len(item.payload) > max_bytes):
                 break
             out.append(
-                self.keyring.decrypt(row.key_id, row.payload, message_aad(stream_id, row.seq))
+                self.keyring.decrypt(item.key_id, item.payload, message_aad(stream_id, item.seq))
             )
-            size += len(row.payload)
-        return out
+            size += len(item.payload)
+        return record, out
 
     async def listen(self, on_payload: Callable[[str], None], on_lost: Callable[[], None]) -> Any:
         """An asyncpg connection LISTENing on `NOTIFY_CHANNEL`; `on_lost` fires if it drops."""
