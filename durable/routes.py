@@ -33,7 +33,8 @@ _CORS = {
     "access-control-allow-methods": "GET, POST, PUT, DELETE, HEAD, OPTIONS",
     "access-control-allow-headers": (
         "content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, "
-        "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, If-None-Match"
+        "Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, If-None-Match, "
+        "Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset"
     ),
     "access-control-expose-headers": (
         "Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, "
@@ -121,6 +122,9 @@ async def _stream_response(request: Request, workspace_id: uuid.UUID, path: str)
                 expires_at=headers.get("stream-expires-at"),
                 closed=headers.get("stream-closed") == "true",
                 body=await request.body(),
+                forked_from=headers.get("stream-forked-from"),
+                fork_offset=headers.get("stream-fork-offset"),
+                fork_sub=headers.get("stream-fork-sub-offset"),
             ),
         )
         if outcome.status == 201:
@@ -142,12 +146,17 @@ async def _stream_response(request: Request, workspace_id: uuid.UUID, path: str)
         )
         return Response(status_code=outcome.status, headers=outcome.headers)
     if request.method == "DELETE":
-        if not await store.delete(workspace_id, path):
+        deleted = await store.delete(workspace_id, path)
+        if deleted is None:
+            raise ProtocolError(410, "Stream is gone")
+        if not deleted:
             raise ProtocolError(404, "Stream not found")
         return Response(status_code=204)
     record = await store.get(workspace_id, path)
     if record is None:
         raise ProtocolError(404, "Stream not found")
+    if record.deleted:
+        raise ProtocolError(410, "Stream is gone")
     if request.method == "HEAD":
         extra: dict[str, str] = {}
         if record.ttl_seconds is not None:

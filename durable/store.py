@@ -52,6 +52,10 @@ class StreamRecord:
     writer_seq: str | None
     closed: bool
     closed_by: str | None
+    forked_from: int | None = None
+    fork_seq: int = 0
+    fork_sub: int = 0
+    deleted: bool = False
 
     def expired(self, now: datetime) -> bool:
         """Past `Stream-Expires-At`, or idle for longer than `Stream-TTL`."""
@@ -77,6 +81,10 @@ def _record(row: sa.Row[Any]) -> StreamRecord:
         writer_seq=m["writer_seq"],
         closed=m["closed"],
         closed_by=m["closed_by"],
+        forked_from=m["forked_from"],
+        fork_seq=m["fork_seq"],
+        fork_sub=m["fork_sub"],
+        deleted=m["deleted"],
     )
 
 
@@ -182,18 +190,12 @@ class DurableStore:
             raise
 
     async def get(self, workspace_id: uuid.UUID, path: str) -> StreamRecord | None:
-        """The live stream at `path`; an expired one is deleted and reads as None."""
+        """The stream at `path` (maybe `deleted`); an expired one without forks reads as None."""
         async with self._transaction() as conn:
             row = (
                 await conn.execute(sa.select(ds_streams).where(_where(workspace_id, path)))
             ).first()
-            if row is None:
-                return None
-            record = _record(row)
-            if record.expired(datetime.now(UTC)):
-                await conn.execute(sa.delete(ds_streams).where(ds_streams.c.id == record.id))
-                return None
-            return record
+            return None if row is None else await _unless_expired(conn, _record(row))
 
     async def by_id(self, stream_id: int) -> StreamRecord | None:
         """The stream with this id (a live reader re-reading its head)."""
@@ -221,10 +223,7 @@ class DurableStore:
                     sa.select(ds_streams).where(_where(workspace_id, path)).with_for_update()
                 )
             ).first()
-            record = None if row is None else _record(row)
-            if record is not None and record.expired(datetime.now(UTC)):
-                await conn.execute(sa.delete(ds_streams).where(ds_streams.c.id == record.id))
-                record = None
+            record = None if row is None else await _unless_expired(conn, _record(row))
             yield None if record is None else Locked(conn, self.keyring, record)
 
     @contextlib.asynccontextmanager
@@ -237,6 +236,7 @@ class DurableStore:
         ttl_seconds: int | None,
         expires_at: datetime | None,
         expires_at_text: str | None,
+        fork: tuple[int, int, int] | None = None,
     ) -> AsyncIterator[tuple[Locked, bool]]:
         """A transaction on the stream at `path`, inserted if missing (or expired).
 
@@ -257,6 +257,10 @@ class DurableStore:
                         ttl_seconds=ttl_seconds,
                         expires_at=expires_at,
                         expires_at_text=expires_at_text,
+                        forked_from=None if fork is None else fork[0],
+                        fork_seq=0 if fork is None else fork[1],
+                        fork_sub=0 if fork is None else fork[2],
+                        last_seq=0 if fork is None else fork[1],
                     )
                     .on_conflict_do_nothing()
                     .returning(ds_streams)
@@ -271,19 +275,27 @@ class DurableStore:
                 raise Conflict("the stream was deleted while being created")
             yield raced, False
 
-    async def delete(self, workspace_id: uuid.UUID, path: str) -> bool:
-        """Delete the stream and its messages; False if there was none."""
+    async def delete(self, workspace_id: uuid.UUID, path: str) -> bool | None:
+        """Delete the stream (kept as `deleted` while it has forks).
+
+        True if deleted, False if there was none, None if it was deleted already.
+        """
         async with self._transaction() as conn:
-            gone = (
+            row = (
                 await conn.execute(
-                    sa.delete(ds_streams)
-                    .where(_where(workspace_id, path))
-                    .returning(ds_streams.c.id)
+                    sa.select(ds_streams).where(_where(workspace_id, path)).with_for_update()
                 )
             ).first()
-            if gone is not None:
-                await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, str(gone.id))))
-            return gone is not None
+            if row is None:
+                return False
+            record = await _unless_expired(conn, _record(row))
+            if record is None:
+                return False
+            if record.deleted:
+                return None
+            await _remove(conn, record)
+            await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, str(record.id))))
+            return True
 
     async def read(
         self, stream_id: int, after: int, *, max_bytes: int = _READ_BYTES
@@ -302,21 +314,28 @@ class DurableStore:
             record = _record(row)
             if record.last_seq <= after:
                 return record, []
-            rows = (
-                await conn.execute(
-                    sa.select(ds_messages.c.seq, ds_messages.c.key_id, ds_messages.c.payload)
-                    .where(ds_messages.c.stream_id == stream_id, ds_messages.c.seq > after)
-                    .order_by(ds_messages.c.seq)
-                    .limit(1000)
-                )
-            ).all()
+            rows: list[Any] = []
+            owner: StreamRecord | None = record
+            upper: int | None = None  # seqs above it belong to a fork further down
+            while owner is not None:
+                # A stream owns the seqs above its fork_seq; the rest are its source's.
+                low = max(after, owner.fork_seq)
+                if upper is None or low < upper:
+                    rows.extend(await _rows(conn, owner.id, low, upper))
+                if owner.forked_from is None or after >= owner.fork_seq:
+                    break
+                upper = owner.fork_seq
+                owner = await _by_id(conn, owner.forked_from)
+            rows.sort(key=lambda item: item.seq)
         out: list[bytes] = []
         size = 0
         for expected, item in enumerate(rows, start=after + 1):
             if item.seq != expected or (out and size + len(item.payload) > max_bytes):
                 break
             out.append(
-                self.keyring.decrypt(item.key_id, item.payload, message_aad(stream_id, item.seq))
+                self.keyring.decrypt(
+                    item.key_id, item.payload, message_aad(item.stream_id, item.seq)
+                )
             )
             size += len(item.payload)
         return record, out
@@ -333,3 +352,59 @@ class DurableStore:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(f"LISTEN {NOTIFY_CHANNEL}: {exc}") from exc
         return connection
+
+
+async def _by_id(conn: AsyncConnection, stream_id: int) -> StreamRecord | None:
+    row = (await conn.execute(sa.select(ds_streams).where(ds_streams.c.id == stream_id))).first()
+    return None if row is None else _record(row)
+
+
+async def _rows(conn: AsyncConnection, stream_id: int, after: int, upto: int | None) -> list[Any]:
+    """Sealed rows of one stream with `after < seq <= upto` (no upper bound if None)."""
+    where = [ds_messages.c.stream_id == stream_id, ds_messages.c.seq > after]
+    if upto is not None:
+        where.append(ds_messages.c.seq <= upto)
+    stmt = (
+        sa.select(
+            ds_messages.c.stream_id, ds_messages.c.seq, ds_messages.c.key_id, ds_messages.c.payload
+        )
+        .where(*where)
+        .order_by(ds_messages.c.seq)
+        .limit(1000)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def _has_forks(conn: AsyncConnection, stream_id: int) -> bool:
+    found = await conn.execute(
+        sa.select(ds_streams.c.id).where(ds_streams.c.forked_from == stream_id).limit(1)
+    )
+    return found.first() is not None
+
+
+async def _remove(conn: AsyncConnection, record: StreamRecord) -> None:
+    """Delete a stream, or mark it `deleted` while forks read from it; then collect
+    sources that were only kept for this one."""
+    if await _has_forks(conn, record.id):
+        await conn.execute(
+            sa.update(ds_streams).where(ds_streams.c.id == record.id).values(deleted=True)
+        )
+        return
+    await conn.execute(sa.delete(ds_streams).where(ds_streams.c.id == record.id))
+    parent_id = record.forked_from
+    while parent_id is not None:
+        parent = await _by_id(conn, parent_id)
+        if parent is None or not parent.deleted or await _has_forks(conn, parent.id):
+            return
+        await conn.execute(sa.delete(ds_streams).where(ds_streams.c.id == parent.id))
+        parent_id = parent.forked_from
+
+
+async def _unless_expired(conn: AsyncConnection, record: StreamRecord) -> StreamRecord | None:
+    """The record, or None once expired (kept as `deleted` if it has forks)."""
+    if record.deleted or not record.expired(datetime.now(UTC)):
+        return record
+    await _remove(conn, record)
+    if await _has_forks(conn, record.id):
+        return await _by_id(conn, record.id)
+    return None

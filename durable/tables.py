@@ -5,6 +5,9 @@ the row is locked (`FOR UPDATE`) by every append, which makes its appends
 sequential: one writer per stream at a time. `ds_messages` holds the
 messages, AES-256-GCM sealed with `ds:<stream id>:<seq>` as associated data.
 `ds_producers` holds each idempotent producer's epoch and last seq.
+A fork (`forked_from`) reads seqs up to `fork_seq` from its source and owns the
+rest; a deleted or expired stream that still has forks stays, `deleted`, until
+its last fork is gone (reads answer 410 meanwhile).
 A deleted stream's rows go with it (ON DELETE CASCADE); a stream created
 again at the same path gets a new id, so old ciphertext cannot reappear.
 """
@@ -57,6 +60,10 @@ ds_streams = Table(
     Column("writer_seq", Text, nullable=True),
     Column("closed", Boolean, server_default=text("false"), nullable=False),
     Column("closed_by", Text, nullable=True),
+    Column("forked_from", BigInteger, nullable=True),
+    Column("fork_seq", BigInteger, server_default=text("0"), nullable=False),
+    Column("fork_sub", BigInteger, server_default=text("0"), nullable=False),
+    Column("deleted", Boolean, server_default=text("false"), nullable=False),
     UniqueConstraint("workspace_id", "path"),
 )
 

@@ -10,10 +10,11 @@ once. Answers are `Outcome`s (status and headers); refusals raise
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from durable.offsets import offset_of
+from durable.offsets import offset_of, seq_of
 from durable.protocol import (
     ProducerDecision,
     ProtocolError,
@@ -25,12 +26,14 @@ from durable.protocol import (
     parse_producer,
     parse_ttl,
 )
-from durable.store import DurableStore, Locked
+from durable.store import DurableStore, Locked, StreamRecord
 from durable.wakeups import Wakeups
 
 __all__ = ["AppendRequest", "CreateRequest", "Outcome", "Writer"]
 
 _DEFAULT_TYPE = "application/octet-stream"
+_FORK_OFFSET = re.compile(r"^\d+_\d+$")
+_SUB_OFFSET = re.compile(r"^(0|[1-9]\d*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,9 @@ class CreateRequest:
     expires_at: str | None
     closed: bool
     body: bytes
+    forked_from: str | None = None
+    fork_offset: str | None = None
+    fork_sub: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,19 @@ class Writer:
         ttl = parse_ttl(req.ttl) if req.ttl is not None else None
         expires = parse_expires_at(req.expires_at) if req.expires_at is not None else None
         content_type = _content_type_of(req.content_type)
+        fork = await self._fork_of(workspace_id, req)
+        prefix: list[bytes] = []
+        if fork is not None:
+            source, fork_seq, sub, prefix = fork
+            if req.content_type is None or not req.content_type.strip():
+                content_type = source.content_type
+            elif normalize_content_type(content_type) != normalize_content_type(
+                source.content_type
+            ):
+                raise ProtocolError(409, "Content type mismatch with source stream")
+            if ttl is None and expires is None:
+                ttl, expires = source.ttl_seconds, source.expires_at
+                req = replace(req, expires_at=source.expires_at_text)
         async with self._store.creating(
             workspace_id,
             path,
@@ -87,15 +106,21 @@ class Writer:
             ttl_seconds=ttl,
             expires_at=expires,
             expires_at_text=req.expires_at,
+            fork=None if fork is None else (fork[0].id, fork_seq, sub),
         ) as (locked, created):
             stream = locked.stream
             if not created:
+                if stream.deleted:
+                    raise ProtocolError(409, "a deleted stream still has forks at this path")
                 same = (
                     normalize_content_type(stream.content_type)
                     == normalize_content_type(content_type)
                     and stream.ttl_seconds == ttl
                     and stream.expires_at_text == req.expires_at
                     and stream.closed == req.closed
+                    and stream.forked_from == (None if fork is None else fork[0].id)
+                    and (req.fork_offset is None or fork is None or stream.fork_seq == fork_seq)
+                    and stream.fork_sub == (0 if fork is None else sub)
                 )
                 if not same:
                     raise ProtocolError(409, "Stream already exists with different configuration")
@@ -108,13 +133,51 @@ class Writer:
                         if is_json(content_type)
                         else [req.body]
                     )
-                last = await locked.append(messages, close=req.closed)
+                last = await locked.append([*prefix, *messages], close=req.closed)
         if created:
             self._wakeups.wake(stream.id)
         headers = {"content-type": stream.content_type, "Stream-Next-Offset": offset_of(last)}
         if req.closed:
             headers["Stream-Closed"] = "true"
         return Outcome(201 if created else 200, headers)
+
+    async def _fork_of(
+        self, workspace_id: uuid.UUID, req: CreateRequest
+    ) -> tuple[StreamRecord, int, int, list[bytes]] | None:
+        """For a fork: its source, fork seq, sub-offset and materialized prefix message."""
+        if req.fork_offset is not None and not _FORK_OFFSET.match(req.fork_offset):
+            raise ProtocolError(400, "Invalid Stream-Fork-Offset format")
+        if req.fork_sub is not None:
+            if req.forked_from is None:
+                raise ProtocolError(400, "Stream-Fork-Sub-Offset requires Stream-Forked-From")
+            if not _SUB_OFFSET.match(req.fork_sub):
+                raise ProtocolError(400, "Invalid Stream-Fork-Sub-Offset format")
+        if req.forked_from is None:
+            return None
+        source = await self._store.get(workspace_id, req.forked_from.lstrip("/"))
+        if source is None:
+            raise ProtocolError(404, "Source stream not found")
+        if source.deleted:
+            raise ProtocolError(409, "source stream was deleted but still has active forks")
+        fork_seq = source.last_seq if req.fork_offset is None else seq_of(req.fork_offset)
+        if fork_seq > source.last_seq:
+            raise ProtocolError(400, "Fork offset beyond source stream length")
+        sub = int(req.fork_sub or "0")
+        prefix: list[bytes] = []
+        if sub > 0:
+            if req.fork_offset is None:
+                raise ProtocolError(400, "Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
+            if is_json(source.content_type):
+                # Every JSON value is a message of its own: k values on is k seqs on.
+                if fork_seq + sub > source.last_seq:
+                    raise ProtocolError(400, "Invalid fork sub-offset")
+                fork_seq += sub
+            else:
+                _, following = await self._store.read(source.id, fork_seq)
+                if not following or sub > len(following[0]):
+                    raise ProtocolError(400, "Invalid fork sub-offset")
+                prefix = [following[0][:sub]]
+        return source, fork_seq, sub, prefix
 
     async def append(self, workspace_id: uuid.UUID, path: str, req: AppendRequest) -> Outcome:
         """POST: append the body (or only close the stream, with an empty body)."""
@@ -126,6 +189,8 @@ class Writer:
         async with self._store.locked(workspace_id, path) as locked:
             if locked is None:
                 raise ProtocolError(404, "Stream not found")
+            if locked.stream.deleted:
+                raise ProtocolError(410, "Stream is gone")
             outcome = await self._append_locked(locked, req, producer)
         if outcome.status in (200, 204) and "Stream-Next-Offset" in outcome.headers:
             self._wakeups.wake(locked.stream.id)

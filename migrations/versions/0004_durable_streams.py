@@ -39,6 +39,10 @@ def upgrade() -> None:
         sa.Column("writer_seq", sa.Text(), nullable=True),
         sa.Column("closed", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("closed_by", sa.Text(), nullable=True),
+        sa.Column("forked_from", sa.BigInteger(), nullable=True),
+        sa.Column("fork_seq", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("fork_sub", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("deleted", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ds_streams")),
         sa.UniqueConstraint("workspace_id", "path", name=op.f("uq_ds_streams_workspace_id_path")),
     )
