@@ -201,3 +201,45 @@ async def test_expired_streams_read_as_gone(settings: Settings) -> None:
         await client.put(path, content=b"x", headers=past)
         assert (await client.get(path)).status_code == 404
         assert json.loads((await client.post(path, content=b"y", headers=past)).content)["error"]
+
+
+async def test_a_fork_reads_its_source_up_to_the_fork_then_its_own(settings: Settings) -> None:
+    async with running_broker(settings, ds_anonymous_workspace="anon") as (_, client):
+        source, fork = _name(), _name()
+        text = {"content-type": "text/plain"}
+        first = await client.put(source, content=b"first", headers=text)
+        await client.post(source, content=b" second", headers=text)
+        at = first.headers["stream-next-offset"]
+        forked_from = {"stream-forked-from": source.removeprefix("/ds"), "stream-fork-offset": at}
+        assert (await client.put(fork, headers={**text, **forked_from})).status_code == 201
+        await client.post(fork, content=b" own", headers=text)
+        assert (await client.get(fork, params={"offset": "-1"})).content == b"first own"
+        assert (await client.get(source, params={"offset": "-1"})).content == b"first second"
+        # The source is deleted but kept for its fork: 410 until the fork goes.
+        assert (await client.delete(source)).status_code == 204
+        assert (await client.get(source)).status_code == 410
+        assert (await client.put(source, headers=text)).status_code == 409
+        assert (await client.get(fork, params={"offset": "-1"})).content == b"first own"
+        assert (await client.delete(fork)).status_code == 204
+        assert (await client.put(source, headers=text)).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"stream-forked-from": "/v1/stream/missing"}, 404),
+        ({"stream-fork-offset": "nope", "stream-forked-from": "SOURCE"}, 400),
+        ({"stream-fork-offset": offset_of(9), "stream-forked-from": "SOURCE"}, 400),
+        ({"stream-fork-sub-offset": "1"}, 400),
+        ({"stream-forked-from": "SOURCE", "content-type": "application/json"}, 409),
+    ],
+)
+async def test_bad_forks_are_refused(
+    settings: Settings, headers: dict[str, str], status: int
+) -> None:
+    async with running_broker(settings, ds_anonymous_workspace="anon") as (_, client):
+        source = _name()
+        await client.put(source, content=b"x", headers={"content-type": "text/plain"})
+        given = {k: v.replace("SOURCE", source.removeprefix("/ds")) for k, v in headers.items()}
+        answer = await client.put(_name(), headers=given)
+        assert answer.status_code == status
