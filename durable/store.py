@@ -161,10 +161,13 @@ class Locked:
         if close:
             values["closed"] = True
             values["closed_by"] = closed_by
+        # The wake-up rides on the UPDATE: one round trip fewer per append.
         await self._conn.execute(
-            sa.update(ds_streams).where(ds_streams.c.id == self.stream.id).values(**values)
+            sa.update(ds_streams)
+            .where(ds_streams.c.id == self.stream.id)
+            .values(**values)
+            .returning(sa.func.pg_notify(NOTIFY_CHANNEL, str(self.stream.id)))
         )
-        await self._conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, str(self.stream.id))))
         return last
 
 
