@@ -8,6 +8,11 @@ lists, one per line, the tests this broker does not pass: two long-polls at
 server fails them too), and two property tests that need about 2,000 appends in
 5 s, more than a durable commit per append allows on a small machine. Any other
 failure fails this test; listed ones that depend on timing may pass.
+
+vitest's per-test timeout is raised from 5 s to 20 s here (a runner setting, not
+an assertion of the suite): the property tests send thousands of requests per
+test, and on a loaded 2-core machine a durable commit per append can take them
+past 5 s. `run.sh` in the shared folder keeps the suite's 5 s (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
