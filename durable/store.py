@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -342,19 +341,6 @@ class DurableStore:
             )
             size += len(item.payload)
         return record, out
-
-    async def listen(self, on_payload: Callable[[str], None], on_lost: Callable[[], None]) -> Any:
-        """An asyncpg connection LISTENing on `NOTIFY_CHANNEL`; `on_lost` fires if it drops."""
-        args, kwargs = self.engine.dialect.create_connect_args(self.engine.url)
-        try:
-            connection = await asyncpg.connect(*args, **kwargs)
-            connection.add_termination_listener(lambda _c: on_lost())
-            await connection.add_listener(
-                NOTIFY_CHANNEL, lambda _c, _pid, _channel, payload: on_payload(payload)
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DatabaseUnavailable(f"LISTEN {NOTIFY_CHANNEL}: {exc}") from exc
-        return connection
 
 
 async def _by_id(conn: AsyncConnection, stream_id: int) -> StreamRecord | None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from broker.errors import DatabaseUnavailable
-from durable.store import DurableStore
+from durable.store import NOTIFY_CHANNEL, DurableStore
 
 __all__ = ["Wakeups"]
 
@@ -79,7 +80,7 @@ class Wakeups:
             lost = asyncio.Event()
             connection: Any = None
             try:
-                connection = await self._store.listen(self._on_payload, lost.set)
+                connection = await _listen(self._store, self._on_payload, lost.set)
                 self._wake_all()  # anything sent while nobody listened is re-read now
                 await lost.wait()
             except DatabaseUnavailable as exc:
@@ -89,3 +90,19 @@ class Wakeups:
                     with contextlib.suppress(Exception):
                         await connection.close()
             await asyncio.sleep(self._retry_s)
+
+
+async def _listen(
+    store: DurableStore, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+) -> Any:
+    """An asyncpg connection LISTENing on `NOTIFY_CHANNEL`; `on_lost` fires if it drops."""
+    args, kwargs = store.engine.dialect.create_connect_args(store.engine.url)
+    try:
+        connection = await asyncpg.connect(*args, **kwargs)
+        connection.add_termination_listener(lambda _c: on_lost())
+        await connection.add_listener(
+            NOTIFY_CHANNEL, lambda _c, _pid, _channel, payload: on_payload(payload)
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseUnavailable(f"LISTEN {NOTIFY_CHANNEL}: {exc}") from exc
+    return connection

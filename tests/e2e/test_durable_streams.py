@@ -243,3 +243,19 @@ async def test_bad_forks_are_refused(
         given = {k: v.replace("SOURCE", source.removeprefix("/ds")) for k, v in headers.items()}
         answer = await client.put(_name(), headers=given)
         assert answer.status_code == status
+
+
+async def test_an_append_on_one_replica_wakes_a_long_poll_on_another(settings: Settings) -> None:
+    """The wake-up crosses processes through NOTIFY; the long-poll never reaches its 30 s."""
+    async with (
+        running_broker(settings, ds_anonymous_workspace="anon", ds_long_poll_s=30) as (_, one),
+        running_broker(settings, ds_anonymous_workspace="anon") as (_, two),
+    ):
+        path = _name()
+        await one.put(path, content=b"a", headers={"content-type": "text/plain"})
+        params = {"offset": offset_of(1), "live": "long-poll"}
+        waiting = asyncio.create_task(one.get(path, params=params))
+        await asyncio.sleep(0.2)
+        await two.post(path, content=b"b", headers={"content-type": "text/plain"})
+        woken = await asyncio.wait_for(waiting, 10)
+        assert woken.status_code == 200 and woken.content == b"b"
