@@ -88,6 +88,12 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must be a postgresql:// or postgresql+asyncpg:// URL")
         return value
 
+    @field_validator("ds_anonymous_workspace")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        """`BROKER_DS_ANONYMOUS_WORKSPACE=` (empty) leaves anonymous access off."""
+        return value.strip() or None if value is not None else None
+
     def with_secrets(self) -> Settings:
         """Fill unset secrets: refused in production, else generated once on disk."""
         missing = [env for env, attr in SECRET_NAMES.items() if getattr(self, attr) is None]

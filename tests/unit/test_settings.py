@@ -101,3 +101,8 @@ def test_ds_anonymous_workspace_is_refused_in_production() -> None:
     )
     with pytest.raises(ConfigError, match="BROKER_DS_ANONYMOUS_WORKSPACE"):
         settings.with_secrets()
+
+
+def test_blank_ds_anonymous_workspace_leaves_anonymous_access_off() -> None:
+    assert Settings(BROKER_DS_ANONYMOUS_WORKSPACE="  ").ds_anonymous_workspace is None
+    assert Settings(BROKER_DS_ANONYMOUS_WORKSPACE="pub").ds_anonymous_workspace == "pub"
