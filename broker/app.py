@@ -43,6 +43,8 @@ from broker.store import Store
 from broker.streams import StreamManager
 from broker.threads import router as threads_router
 from broker.wirejson import WireJSONResponse
+from durable.routes import open_durable
+from durable.routes import router as durable_router
 from subscribe.hub import Hub
 from subscribe.page import install_page
 from subscribe.routes import router as subscribe_router
@@ -72,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
             async with contextlib.AsyncExitStack() as stack:
                 # The write side and the read side register their parts here.
                 _open_write_side(app, stack, settings)
+                await open_durable(app, stack, app.state.store)
                 # Read side: the LISTEN connection and the shared tails. Registered last,
                 # so it stops first: viewers are closed and resume on another replica.
                 app.state.hub = await stack.enter_async_context(
@@ -105,6 +108,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(threads_router)
     app.include_router(login_router)
     install_page(app)
+
+    app.include_router(durable_router)
     return app
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from broker.crypto import Keyring, generate_key_spec
 from broker.migrate import alembic_config, head_revision, is_at_head, upgrade
 from broker.store import Store
+from durable.tables import metadata as durable_metadata
 from models.ids import ThreadId, WorkspaceId
 from models.tables import metadata
 from tests.database import TestDatabases
@@ -35,11 +36,11 @@ async def test_upgrade_downgrade_upgrade_round_trips(databases: TestDatabases) -
     url = await databases.create_empty()
     try:
         await asyncio.to_thread(upgrade, url)
-        assert await _tables(url) == set(metadata.tables)
+        assert await _tables(url) == set(metadata.tables) | set(durable_metadata.tables)
         await asyncio.to_thread(command.downgrade, alembic_config(url), "base")
         assert await _tables(url) == set()
         await asyncio.to_thread(upgrade, url)
-        assert await _tables(url) == set(metadata.tables)
+        assert await _tables(url) == set(metadata.tables) | set(durable_metadata.tables)
     finally:
         await databases.drop(url)
 
@@ -49,7 +50,7 @@ async def test_autogenerate_finds_nothing_to_change(database_url: str) -> None:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "compare_server_default": True}
         )
-        return list(compare_metadata(context, metadata))
+        return list(compare_metadata(context, [metadata, durable_metadata]))
 
     engine = create_async_engine(database_url)
     try:
@@ -66,7 +67,7 @@ async def test_fresh_database_is_not_at_head(databases: TestDatabases) -> None:
     try:
         async with engine.connect() as conn:
             assert not await is_at_head(conn)
-        assert head_revision() == "0003"
+        assert head_revision() == "0004"
     finally:
         await engine.dispose()
         await databases.drop(url)

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("models", "broker", "subscribe", "agents")
+PACKAGES = ("models", "broker", "subscribe", "agents", "durable")
 
 # What each package may import from the project (design section 2).
 ALLOWED: dict[str, set[str]] = {
@@ -17,9 +17,10 @@ ALLOWED: dict[str, set[str]] = {
     "agents": {"models"},
     "subscribe": {"broker", "models"},
     "broker": {"models"},
+    "durable": {"broker", "subscribe", "models"},
 }
 # The composition roots: the app factory wires both sides, the CLI starts every service.
-WIRING = {"broker/app.py": {"subscribe"}, "broker/cli.py": {"subscribe", "agents"}}
+WIRING = {"broker/app.py": {"subscribe", "durable"}, "broker/cli.py": {"subscribe", "agents"}}
 
 
 def _local_imports(path: Path) -> set[str]:
