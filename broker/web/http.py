@@ -172,7 +172,7 @@ def path_id(raw: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise NotFound(f"{what} {raw[:64]!r} not found") from None
+        raise NotFound(f"{what} '{raw[:64]}' not found") from None
 
 
 class UnicodeBodyMiddleware:

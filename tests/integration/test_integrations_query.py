@@ -130,7 +130,7 @@ def _closed_port() -> int:
 
 async def test_a_select_answers_columns_and_json_rows(broker: Broker) -> None:
     answer = await broker.query(
-        broker.integrations.demo.integration_id,
+        broker.demo.integration_id,
         "SELECT id, name, price, in_stock FROM products ORDER BY id LIMIT 3",
     )
     assert answer.status_code == 200, answer.text
@@ -141,7 +141,7 @@ async def test_a_select_answers_columns_and_json_rows(broker: Broker) -> None:
     assert body["rows"][0][1:] == ["Ethiopia Yirgacheffe 250g", 12.5, True]
 
     dated = await broker.query(
-        broker.integrations.demo.integration_id,
+        broker.demo.integration_id,
         "SELECT ordered_at, total, customer_id FROM order_totals ORDER BY order_id LIMIT 1",
     )
     ordered_at, total, _ = dated.json()["rows"][0]
@@ -151,14 +151,14 @@ async def test_a_select_answers_columns_and_json_rows(broker: Broker) -> None:
 
 async def test_a_big_select_is_cut_at_the_row_cap_and_says_so(broker: Broker) -> None:
     big = (
-        await broker.query(broker.integrations.demo.integration_id, "SELECT * FROM events")
+        await broker.query(broker.demo.integration_id, "SELECT * FROM events")
     ).json()
     assert len(big["rows"]) == MAX_ROWS
     assert big["truncated"] is True
     assert big["columns"] == ["id", "customer_id", "kind", "path", "occurred_at"]
 
     exact = await broker.query(
-        broker.integrations.demo.integration_id,
+        broker.demo.integration_id,
         f"SELECT * FROM events ORDER BY id LIMIT {MAX_ROWS}",
     )
     assert len(exact.json()["rows"]) == MAX_ROWS
@@ -181,12 +181,12 @@ def _reset_peak_rss() -> None:
 async def test_a_400_mb_answer_is_cut_at_the_byte_cap_and_memory_stays_flat(
     broker: Broker,
 ) -> None:
-    cap = broker.web.settings.query_max_bytes
+    cap = broker.settings.query_max_bytes
     assert cap == 256 * 1024  # the default
     _reset_peak_rss()
     before = _rss_kib("VmRSS")
     answer = await broker.query(
-        broker.integrations.demo.integration_id,
+        broker.demo.integration_id,
         "SELECT repeat('x', 1000000) FROM generate_series(1, 400)",
     )
     peak_growth_mib = (_rss_kib("VmHWM") - before) / 1024
@@ -240,7 +240,7 @@ async def test_writes_are_refused_and_change_nothing(
     before = await table_counts(databases.admin_url, demo_names.database)
     assert set(before) == set(TABLES) and all(before.values())
     for sql in WRITES:  # one test, not one per statement: each test costs a database clone
-        answer = await broker.query(broker.integrations.demo.integration_id, sql)
+        answer = await broker.query(broker.demo.integration_id, sql)
         assert answer.status_code == 400, (sql, answer.text)
         assert answer.json()["error"]["code"] == "query_rejected", sql
         assert await table_counts(databases.admin_url, demo_names.database) == before, sql
@@ -291,12 +291,12 @@ async def test_the_read_only_transaction_holds_even_for_a_role_that_may_write(
 
 async def test_a_statement_over_the_timeout_is_cancelled_promptly(broker: Broker) -> None:
     started = time.monotonic()
-    answer = await broker.query(broker.integrations.demo.integration_id, "SELECT pg_sleep(30)")
+    answer = await broker.query(broker.demo.integration_id, "SELECT pg_sleep(30)")
     elapsed = time.monotonic() - started
     assert answer.status_code == 408, answer.text
     assert answer.json()["error"]["code"] == "query_timeout"
     assert elapsed < 5  # the timeout is 0.5 s; the margin is for a loaded machine
-    after = await broker.query(broker.integrations.demo.integration_id, "SELECT 1 AS one")
+    after = await broker.query(broker.demo.integration_id, "SELECT 1 AS one")
     assert after.json()["rows"] == [[1]]  # nothing is left stuck
 
 
@@ -308,7 +308,7 @@ async def test_a_query_that_fails_is_422_with_the_database_s_reason(broker: Brok
         ("SELECT 1/0", "division by zero"),
         ("SELECT $1", "argument"),
     ):
-        answer = await broker.query(broker.integrations.demo.integration_id, sql)
+        answer = await broker.query(broker.demo.integration_id, sql)
         assert answer.status_code == 422, (sql, answer.text)
         assert answer.json()["error"]["code"] == "query_failed", sql
         assert fragment in answer.json()["error"]["message"], sql
@@ -318,9 +318,9 @@ async def test_a_query_that_fails_is_422_with_the_database_s_reason(broker: Brok
 
 
 async def test_a_missing_or_wrong_local_secret_is_401(broker: Broker) -> None:
-    url = f"/api/agents/integrations/{broker.integrations.demo.integration_id}/query"
+    url = f"/api/agents/integrations/{broker.demo.integration_id}/query"
     token = mint_token(
-        broker.web.settings.require(broker.web.settings.secret, "s"), broker.workspace_id
+        broker.settings.require(broker.settings.secret, "s"), broker.workspace_id
     )
     for headers in (
         {},
@@ -329,11 +329,11 @@ async def test_a_missing_or_wrong_local_secret_is_401(broker: Broker) -> None:
         {"x-local-secret": broker.secret["x-local-secret"] + "x"},
         {"Authorization": f"Bearer {token}"},  # a member's token is not the agent's secret
     ):
-        answer = await broker.web.http.post(url, json={"sql": "SELECT 1"}, headers=headers)
+        answer = await broker.http.post(url, json={"sql": "SELECT 1"}, headers=headers)
         assert answer.status_code == 401, headers
         assert answer.json()["error"]["code"] == "unauthorized"
     # Authentication comes first: a stranger learns nothing about ids or bodies.
-    stranger = await broker.web.http.post(
+    stranger = await broker.http.post(
         f"/api/agents/integrations/{uuid.uuid4()}/query", json={}, headers={"x-local-secret": "x"}
     )
     assert stranger.status_code == 401
@@ -358,15 +358,15 @@ async def test_a_bad_body_is_422(broker: Broker) -> None:
         "x",
     ]
     for body in bodies:
-        answer = await broker.web.http.post(
-            f"/api/agents/integrations/{broker.integrations.demo.integration_id}/query",
+        answer = await broker.http.post(
+            f"/api/agents/integrations/{broker.demo.integration_id}/query",
             json=body,
             headers=broker.secret,
         )
         assert answer.status_code == 422, (body, answer.text)
         assert answer.json()["error"]["code"] == "validation_error", body
-    not_json = await broker.web.http.post(
-        f"/api/agents/integrations/{broker.integrations.demo.integration_id}/query",
+    not_json = await broker.http.post(
+        f"/api/agents/integrations/{broker.demo.integration_id}/query",
         content=b"{not json",
         headers={**broker.secret, "content-type": "application/json"},
     )
@@ -404,7 +404,7 @@ async def test_no_credentials_in_any_answer_or_log_line_and_the_request_id_is_bo
         "closed",
         {"dsn": f"postgresql://analyst:{FAKE_PASSWORD}@127.0.0.1:{_closed_port()}/w"},
     )
-    demo = broker.integrations.demo.integration_id
+    demo = broker.demo.integration_id
     calls = [
         (demo, "SELECT * FROM customers LIMIT 2", 200),
         (demo, "DELETE FROM customers", 400),
@@ -421,12 +421,12 @@ async def test_no_credentials_in_any_answer_or_log_line_and_the_request_id_is_bo
             assert answer.status_code == status, (sql, answer.text)
             assert answer.headers["x-request-id"] == f"req-{number}"
             texts.append(answer.text)
-        listed = await broker.web.http.get(
+        listed = await broker.http.get(
             "/api/integrations",
             headers={
                 "Authorization": "Bearer "
                 + mint_token(
-                    broker.web.settings.require(broker.web.settings.secret, "s"),
+                    broker.settings.require(broker.settings.secret, "s"),
                     broker.workspace_id,
                 )
             },
@@ -449,9 +449,9 @@ async def test_no_credentials_in_any_answer_or_log_line_and_the_request_id_is_bo
 
 
 async def test_outcomes_are_counted_in_the_metrics(broker: Broker) -> None:
-    await broker.query(broker.integrations.demo.integration_id, "SELECT 1")
-    await broker.query(broker.integrations.demo.integration_id, "DROP TABLE orders")
-    text = (await broker.web.http.get("/metrics")).text
+    await broker.query(broker.demo.integration_id, "SELECT 1")
+    await broker.query(broker.demo.integration_id, "DROP TABLE orders")
+    text = (await broker.http.get("/metrics")).text
     assert 'broker_integration_queries_total{outcome="ok"} 1.0' in text
     assert 'broker_integration_queries_total{outcome="query_rejected"} 1.0' in text
     assert "broker_integration_query_duration_seconds_count 2.0" in text

@@ -47,9 +47,9 @@ async def broker(settings: Settings, store: Store) -> AsyncIterator[Broker]:
 
 async def _login(broker: Broker, store: Store) -> str:
     code = await LoginCodes(store).issue(broker.workspace_id)
-    answer = await broker.web.http.get("/login", params={"code": code})
+    answer = await broker.http.get("/login", params={"code": code})
     assert answer.status_code == 303, answer.text
-    broker.web.http.cookies.clear()  # each test sends the cookie explicitly, or not at all
+    broker.http.cookies.clear()  # each test sends the cookie explicitly, or not at all
     return f"{COOKIE_NAME}={answer.cookies[COOKIE_NAME]}"
 
 
@@ -60,7 +60,7 @@ async def test_a_login_link_sets_a_strict_httponly_cookie_once(
     broker: Broker, store: Store, settings: Settings
 ) -> None:
     code = await LoginCodes(store).issue(broker.workspace_id)
-    first = await broker.web.http.get("/login", params={"code": code})
+    first = await broker.http.get("/login", params={"code": code})
     assert first.status_code == 303
     assert first.headers["location"] == "/"
     cookie = first.headers["set-cookie"]
@@ -73,7 +73,7 @@ async def test_a_login_link_sets_a_strict_httponly_cookie_once(
     )
     assert principal.workspace_id == broker.workspace_id
 
-    again = await broker.web.http.get("/login", params={"code": code})
+    again = await broker.http.get("/login", params={"code": code})
     assert again.status_code == 401
     assert "text/html" in again.headers["content-type"]
     assert "set-cookie" not in again.headers
@@ -81,13 +81,13 @@ async def test_a_login_link_sets_a_strict_httponly_cookie_once(
 
 @pytest.mark.parametrize("code", ["", "nope", "x" * 150, "%00"])
 async def test_unknown_or_malformed_codes_get_the_401_page(broker: Broker, code: str) -> None:
-    answer = await broker.web.http.get("/login", params={"code": code})
+    answer = await broker.http.get("/login", params={"code": code})
     assert answer.status_code == 401
     assert "broker login-link" in answer.text
 
 
 async def test_a_too_long_code_is_a_validation_error(broker: Broker) -> None:
-    answer = await broker.web.http.get("/login", params={"code": "x" * 500})
+    answer = await broker.http.get("/login", params={"code": "x" * 500})
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "validation_error"
 
@@ -168,7 +168,7 @@ def test_broker_login_link_prints_a_link_that_another_process_redeems(
 
 async def test_the_cookie_authenticates_reads(broker: Broker, store: Store) -> None:
     cookie = await _login(broker, store)
-    answer = await broker.web.http.get("/api/threads", headers={"Cookie": cookie})
+    answer = await broker.http.get("/api/threads", headers={"Cookie": cookie})
     assert answer.status_code == 200
     assert answer.json() == {"threads": []}
 
@@ -190,7 +190,7 @@ async def test_cookie_authenticated_changes_must_be_same_origin(
 ) -> None:
     cookie = await _login(broker, store)
     headers = {k: broker.base if v == "BASE" else v for k, v in headers.items()}
-    answer = await broker.web.http.post(
+    answer = await broker.http.post(
         "/api/threads", json={"title": "t"}, headers={**headers, "Cookie": cookie}
     )
     if allowed:
@@ -201,7 +201,7 @@ async def test_cookie_authenticated_changes_must_be_same_origin(
 
 
 async def test_a_bearer_token_needs_no_origin(broker: Broker) -> None:
-    answer = await broker.web.http.post(
+    answer = await broker.http.post(
         "/api/threads",
         json={"title": "t"},
         headers={**broker.bearer, "Origin": "http://elsewhere.example"},
@@ -217,7 +217,7 @@ async def test_threads_are_listed_newest_first_with_their_latest_run(
 ) -> None:
     ids = []
     for title in ("first", "second", "third"):
-        created = await broker.web.http.post(
+        created = await broker.http.post(
             "/api/threads", json={"title": title}, headers=broker.bearer
         )
         ids.append(created.json()["thread_id"])
@@ -226,22 +226,22 @@ async def test_threads_are_listed_newest_first_with_their_latest_run(
     other = await store.ensure_workspace("other")
     await store.create_thread(other, "not yours")
 
-    listed = (await broker.web.http.get("/api/threads", headers=broker.bearer)).json()["threads"]
+    listed = (await broker.http.get("/api/threads", headers=broker.bearer)).json()["threads"]
     assert [t["title"] for t in listed] == ["third", "second", "first"]
     assert listed[1]["latest_run"]["run_id"] == str(run.run_id)
     assert listed[1]["latest_run"]["status"] == "streaming"
     assert listed[0]["latest_run"] is None
 
-    one = (await broker.web.http.get(f"/api/threads/{ids[1]}", headers=broker.bearer)).json()
+    one = (await broker.http.get(f"/api/threads/{ids[1]}", headers=broker.bearer)).json()
     assert one["title"] == "second"
     assert one["latest_run"]["run_id"] == str(run.run_id)
 
-    limited = await broker.web.http.get("/api/threads?limit=1", headers=broker.bearer)
+    limited = await broker.http.get("/api/threads?limit=1", headers=broker.bearer)
     assert [t["title"] for t in limited.json()["threads"]] == ["third"]
 
 
 async def test_the_latest_run_is_the_newest_one(broker: Broker, store: Store) -> None:
-    created = await broker.web.http.post("/api/threads", json={}, headers=broker.bearer)
+    created = await broker.http.post("/api/threads", json={}, headers=broker.bearer)
     thread_id = created.json()["thread_id"]
     thread = await store.get_thread(broker.workspace_id, ThreadId(uuid.UUID(thread_id)))
     old = await store.create_run(thread, writer_id="test", lease_s=10)
@@ -251,7 +251,7 @@ async def test_the_latest_run_is_the_newest_one(broker: Broker, store: Store) ->
             {"at": datetime.now(UTC) - timedelta(minutes=5), "id": old.run_id},
         )
     new = await store.create_run(thread, writer_id="test", lease_s=10)
-    one = (await broker.web.http.get(f"/api/threads/{thread_id}", headers=broker.bearer)).json()
+    one = (await broker.http.get(f"/api/threads/{thread_id}", headers=broker.bearer)).json()
     assert one["latest_run"]["run_id"] == str(new.run_id)
 
 
@@ -262,19 +262,19 @@ async def test_an_unknown_or_foreign_thread_is_404(
     if thread_id == "FOREIGN":
         other = await store.ensure_workspace("other")
         thread_id = str((await store.create_thread(other, "theirs")).thread_id)
-    answer = await broker.web.http.get(f"/api/threads/{thread_id}", headers=broker.bearer)
+    answer = await broker.http.get(f"/api/threads/{thread_id}", headers=broker.bearer)
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize("limit", ["0", "201", "x"])
 async def test_a_bad_limit_is_refused(broker: Broker, limit: str) -> None:
-    answer = await broker.web.http.get(f"/api/threads?limit={limit}", headers=broker.bearer)
+    answer = await broker.http.get(f"/api/threads?limit={limit}", headers=broker.bearer)
     assert answer.status_code == 422
 
 
 async def test_listing_threads_needs_credentials(broker: Broker) -> None:
-    assert (await broker.web.http.get("/api/threads")).status_code == 401
+    assert (await broker.http.get("/api/threads")).status_code == 401
 
 
 # --- the page routes ----------------------------------------------------------------------
@@ -282,10 +282,10 @@ async def test_listing_threads_needs_credentials(broker: Broker) -> None:
 
 @pytest.mark.parametrize("path", ["/", f"/threads/{uuid.uuid4()}"])
 async def test_the_page_asks_to_sign_in_without_a_session(broker: Broker, path: str) -> None:
-    answer = await broker.web.http.get(path)
+    answer = await broker.http.get(path)
     assert answer.status_code == 401
     assert "broker login-link" in answer.text
-    bad = await broker.web.http.get(path, headers={"Cookie": f"{COOKIE_NAME}=forged.token"})
+    bad = await broker.http.get(path, headers={"Cookie": f"{COOKIE_NAME}=forged.token"})
     assert bad.status_code == 401
 
 
@@ -294,7 +294,7 @@ async def test_the_page_is_served_with_a_strict_content_security_policy(
     broker: Broker, store: Store, path: str
 ) -> None:
     cookie = await _login(broker, store)
-    answer = await broker.web.http.get(path, headers={"Cookie": cookie})
+    answer = await broker.http.get(path, headers={"Cookie": cookie})
     assert answer.status_code == 200
     assert '<script type="module" src="/static/app.js">' in answer.text
     policy = answer.headers["content-security-policy"]
@@ -315,7 +315,7 @@ async def test_the_page_is_served_with_a_strict_content_security_policy(
     ],
 )
 async def test_the_client_modules_are_served_as_javascript(broker: Broker, path: str) -> None:
-    answer = await broker.web.http.get(path)
+    answer = await broker.http.get(path)
     assert answer.status_code == 200
     kind = answer.headers["content-type"]
     assert kind.startswith("text/javascript") or kind.startswith("application/json"), kind
