@@ -150,9 +150,7 @@ async def test_a_select_answers_columns_and_json_rows(broker: Broker) -> None:
 
 
 async def test_a_big_select_is_cut_at_the_row_cap_and_says_so(broker: Broker) -> None:
-    big = (
-        await broker.query(broker.demo.integration_id, "SELECT * FROM events")
-    ).json()
+    big = (await broker.query(broker.demo.integration_id, "SELECT * FROM events")).json()
     assert len(big["rows"]) == MAX_ROWS
     assert big["truncated"] is True
     assert big["columns"] == ["id", "customer_id", "kind", "path", "occurred_at"]
@@ -319,9 +317,7 @@ async def test_a_query_that_fails_is_422_with_the_database_s_reason(broker: Brok
 
 async def test_a_missing_or_wrong_local_secret_is_401(broker: Broker) -> None:
     url = f"/api/agents/integrations/{broker.demo.integration_id}/query"
-    token = mint_token(
-        broker.settings.require(broker.settings.secret, "s"), broker.workspace_id
-    )
+    token = mint_token(broker.settings.require(broker.settings.secret, "s"), broker.workspace_id)
     for headers in (
         {},
         {"x-local-secret": ""},
