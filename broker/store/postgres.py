@@ -305,10 +305,8 @@ class Store(MessageQueries, IntegrationQueries):
     ) -> list[RunRecord]:
         """Lease up to `limit` active runs whose lease expired to `writer_id`, oldest first.
 
-        A `pending` run (never started; no lease yet counts from its creation) is
-        claimed the same way and becomes `streaming`, so the claimant's flushes pass
-        the fence. Fenced with `FOR UPDATE SKIP LOCKED`: two replicas sweeping at once
-        never claim the same run.
+        `FOR UPDATE SKIP LOCKED`: two sweeping replicas never claim the same run. A
+        `pending` run (no lease: counted from its creation) becomes `streaming`.
         """
         lease = sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.cast(float(lease_s), sa.Float))
         expires = sa.func.coalesce(_runs.c.lease_expires_at, _runs.c.created_at + lease)
