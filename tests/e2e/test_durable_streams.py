@@ -284,7 +284,8 @@ async def test_draining_ends_live_readers_cleanly_at_once(settings: Settings) ->
 
         app.state.drain.begin()
         text = await asyncio.wait_for(reading, 5)  # ended, not cut: no protocol error
-        assert [ln for ln in text.splitlines() if ln.startswith("data:")] == ["data:one"]
+        data = [ln for ln in text.splitlines() if ln.startswith("data:") and "{" not in ln]
+        assert data == ["data:one"]
         polled = await asyncio.wait_for(polling, 5)
         assert polled.status_code == 204
         assert polled.headers["stream-next-offset"] == offset_of(1)
