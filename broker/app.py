@@ -1,13 +1,17 @@
 """The app factory: the one place that wires every part of the broker together.
 
 `create_app(settings)` builds a FastAPI app whose lifespan opens the engine,
-starts the write side (flush loop, producers, retention) and the read side
-(LISTEN connection, shared tails), and on shutdown stops taking new runs,
-flushes every buffer and hands runs over, in that order.
+starts the write side (flush loop, producers, retention, the takeover
+sweeper) and the read side (LISTEN connection, shared tails), and on
+shutdown stops taking new runs, flushes every buffer and hands runs over, in
+that order. The shutdown begins with the signal itself (`broker.web.draining`):
+new runs get 503 and open streams end at once, before the server waits for
+connections to close.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -24,6 +28,7 @@ from broker.integrations.routes import router as integrations_router
 from broker.store.database import create_engine
 from broker.store.migrate import is_at_head
 from broker.store.postgres import Store
+from broker.web.draining import Drain
 from broker.web.http import (
     BodyLimitMiddleware,
     RequestIdMiddleware,
@@ -43,6 +48,7 @@ from broker.write.producer import Producers
 from broker.write.retention import Retention
 from broker.write.routes import router as runs_router
 from broker.write.streams import StreamManager
+from broker.write.sweeper import Sweeper
 from durable.routes import open_durable
 from durable.routes import router as durable_router
 from subscribe.hub import Hub
@@ -72,6 +78,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.store = Store(engine, settings.keyring())
         try:
             async with contextlib.AsyncExitStack() as stack:
+                drain: Drain = app.state.drain
+                drain.install()
+                stack.callback(drain.uninstall)
                 # The write side and the read side register their parts here.
                 _open_write_side(app, stack, settings)
                 await open_durable(app, stack, app.state.store)
@@ -80,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.hub = await stack.enter_async_context(
                     Hub.for_settings(app.state.store, app.state.metrics, settings)
                 )
+                stack.callback(drain.begin)  # a shutdown without a signal drains too
                 yield
         finally:
             await engine.dispose()
@@ -94,6 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.writer_id = new_writer_id()
+    app.state.drain = Drain()
     # Retry schedule for an agent that refuses a run; tests swap in a faster one.
     app.state.agent_backoff = Backoff(base=0.2, cap=5.0, attempts=5)
     install_error_handlers(app)
@@ -116,9 +127,10 @@ def create_app(settings: Settings) -> FastAPI:
 def _open_write_side(app: FastAPI, stack: contextlib.AsyncExitStack, settings: Settings) -> None:
     """Start the flush loop, retention and the producers; `stack` closes them in reverse.
 
-    Shutdown order (the reverse of registration): producers stop and no run is
-    accepted (503), retention stops, the last buffers are flushed and the leases
-    of runs still streaming are released, then the agent client closes.
+    Shutdown order (the reverse of registration): the sweeper stops, producers
+    stop and no run is accepted (503), retention stops, the last buffers are
+    flushed and the leases of runs still streaming are released, then the agent
+    client closes. A drain (the signal) stops taking runs and claiming at once.
     """
     store: Store = app.state.store
     agent = AgentClient(
@@ -149,7 +161,26 @@ def _open_write_side(app: FastAPI, stack: contextlib.AsyncExitStack, settings: S
         max_event_bytes=settings.max_event_bytes,
     )
     stack.push_async_callback(producers.close)
+    sweeper = Sweeper(
+        store,
+        producers,
+        writer_id=app.state.writer_id,
+        lease_s=settings.lease_s,
+        interval_s=settings.sweep_s,
+    )
+    sweeper.start()
+    stack.push_async_callback(sweeper.close)
+    drain: Drain = app.state.drain
+    refusing = asyncio.create_task(_refuse_runs_when_draining(drain, producers))
+    stack.callback(refusing.cancel)
     app.state.streams, app.state.retention, app.state.producers = streams, retention, producers
+    app.state.sweeper = sweeper
+
+
+async def _refuse_runs_when_draining(drain: Drain, producers: Producers) -> None:
+    await drain.wait()
+    producers.accepting = False
+    log.info("draining", producers=producers.active)
 
 
 def _add_health_routes(app: FastAPI) -> None:

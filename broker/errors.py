@@ -26,6 +26,7 @@ join the same tree.
     │   ├── AgentUnavailable       agent_unavailable        502  refused, 5xx or timed out (retried)
     │   ├── AgentConflict          agent_conflict           409  the agent already runs this run id
     │   ├── AgentRejected          agent_rejected           502  a 4xx: the request itself is wrong
+    │   │   └── AgentRunUnknown    agent_run_unknown        502  404: the agent no longer has it
     │   └── AgentStreamBroken      agent_stream_failed      502  the stream broke after events
     └── IntegrationError           integration_error        400  an integration could not answer
         ├── IntegrationUnavailable integration_unavailable  502  its database cannot be reached
@@ -49,6 +50,7 @@ __all__ = [
     "AgentConflict",
     "AgentError",
     "AgentRejected",
+    "AgentRunUnknown",
     "AgentStreamBroken",
     "AgentUnavailable",
     "AuthError",
@@ -137,6 +139,7 @@ class PayloadTooLarge(RequestError):
 class ShuttingDown(RequestError):
     code = "shutting_down"
     status = 503
+    headers = {"Retry-After": "1"}
 
 
 class StoreError(BrokerError):
@@ -198,6 +201,10 @@ class AgentConflict(AgentError):
 
 class AgentRejected(AgentError):
     code = "agent_rejected"
+
+
+class AgentRunUnknown(AgentRejected):
+    code = "agent_run_unknown"
 
 
 class AgentStreamBroken(AgentError):

@@ -7,22 +7,29 @@ after the last message returned (`Stream-Next-Offset`), `Stream-Up-To-Date`
 when the reader has reached the tail, `Stream-Closed` once it has read a
 closed stream to its end, `Stream-Cursor` on live answers, and an ETag
 naming the byte range, so a repeated catch-up read answers 304.
+
+Live readers end when the process drains (`broker.web.draining`, the
+shutdown signal): an SSE stream ends cleanly, a long-poll answers its 204 at
+once, and the client carries on from its offset on another replica.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
+from broker.web.draining import Drain
 from durable.offsets import NOW, InvalidOffset, offset_of, seq_of
 from durable.protocol import ProtocolError, etag_of, is_json, is_text, response_cursor, sse_event
+from subscribe.response import RacingStreamResponse
 
 __all__ = ["Head", "Source", "head_response", "read_response"]
 
@@ -113,8 +120,9 @@ async def _read(request: Request, source: Source, long_poll_s: float) -> Respons
         raise ProtocolError(400, f"{name} requires offset parameter")
     head = await source.head()
     after = head.last_seq if offset == NOW else seq_of(offset or "-1")
+    drain: Drain | None = getattr(request.app.state, "drain", None)
     if live == "sse":
-        return _sse(source, after, cursor, long_poll_s)
+        return _sse(source, after, cursor, long_poll_s, drain)
     if offset == NOW and live != "long-poll":
         headers = {
             "Stream-Next-Offset": offset_of(head.last_seq),
@@ -131,7 +139,7 @@ async def _read(request: Request, source: Source, long_poll_s: float) -> Respons
         extra["Stream-Cursor"] = response_cursor(cursor)
         if not messages and after >= head.last_seq:
             if not head.closed:
-                await source.wait(after, long_poll_s)
+                await _wait_unless_draining(source.wait(after, long_poll_s), drain)
                 messages = await source.read(after)
                 head = await source.head()
             if not messages:
@@ -173,7 +181,24 @@ def _wants_gzip(accept_encoding: str | None) -> bool:
     return "gzip" in names
 
 
-def _sse(source: Source, after: int, cursor: str | None, wait_s: float) -> Response:
+async def _wait_unless_draining(wait: Awaitable[None], drain: Drain | None) -> None:
+    """`wait`, cut short when the process starts draining."""
+    if drain is None:
+        await wait
+        return
+    waiting = asyncio.ensure_future(wait)
+    draining = asyncio.ensure_future(drain.wait())
+    try:
+        await asyncio.wait({waiting, draining}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiting, draining):
+            task.cancel()
+        await asyncio.gather(waiting, draining, return_exceptions=True)
+
+
+def _sse(
+    source: Source, after: int, cursor: str | None, wait_s: float, drain: Drain | None
+) -> Response:
     binary = not is_text(source.content_type)
     headers = {
         "content-type": "text/event-stream",
@@ -182,9 +207,11 @@ def _sse(source: Source, after: int, cursor: str | None, wait_s: float) -> Respo
     }
     if binary:
         headers["Stream-SSE-Data-Encoding"] = "base64"
-    return StreamingResponse(
+    return RacingStreamResponse(
         _sse_frames(source, after, cursor, wait_s, binary),
+        media_type="text/event-stream",
         headers=headers,
+        drain=drain,
     )
 
 
@@ -198,7 +225,7 @@ def _payload(content_type: str, message: bytes, binary: bool) -> str:
 
 async def _sse_frames(
     source: Source, after: int, cursor: str | None, wait_s: float, binary: bool
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """`event: data` per message and an `event: control` after every batch."""
     try:
         async for frame in _sse_loop(source, after, cursor, wait_s, binary):

@@ -3,7 +3,7 @@
     run_started ──▶ streaming ──▶ complete  ──▶ completed
                                   error     ──▶ failed
                                   cancelled ──▶ cancelled
-                    (no terminal event: a run given up)  interrupted ──▶ shown as error
+                                  error (producer_lost) ──▶ interrupted (a run given up)
 
 The write side reads the table left to right (a stored terminal event ends
 the run with its status); the read side right to left (a run whose rows are
@@ -16,6 +16,7 @@ from typing import Final, Literal, get_args
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "PRODUCER_LOST",
     "RUN_STATUSES",
     "TERMINAL_STATUSES",
     "RunStatus",
@@ -44,8 +45,17 @@ _EVENT_OF: Final[dict[RunStatus, TerminalEventType]] = {
 }
 
 
-def status_of_event_type(event_type: str) -> RunStatus | None:
-    """The final status a terminal event gives its run; None for any other event."""
+PRODUCER_LOST: Final = "producer_lost"
+"""The `error_type` of a run given up: nobody can produce it any more (status `interrupted`)."""
+
+
+def status_of_event_type(event_type: str, error_type: str | None = None) -> RunStatus | None:
+    """The final status a terminal event gives its run; None for any other event.
+
+    An `error` whose `error_type` is `producer_lost` interrupts the run rather than failing it.
+    """
+    if event_type == "error" and error_type == PRODUCER_LOST:
+        return "interrupted"
     return _STATUS_OF.get(event_type)
 
 

@@ -157,7 +157,12 @@ async def _answer(
         content = _ndjson(frames, metrics)
     else:
         content = _document(answer_format, frames, store, caller, state, metrics)
-    return RacingStreamResponse(content, media_type=answer_format.value, headers=_STREAM_HEADERS)
+    return RacingStreamResponse(
+        content,
+        media_type=answer_format.value,
+        headers=_STREAM_HEADERS,
+        drain=getattr(request.app.state, "drain", None),
+    )
 
 
 async def _sse(

@@ -293,18 +293,21 @@ class MemoryStore:
     ) -> list[RunRecord]:
         await self.check_available()
         now = self.clock()
+        lease = timedelta(seconds=lease_s)
+
+        def expires(run: _Run) -> datetime:
+            return run.lease_expires_at or run.record.created_at + lease
+
         expired = sorted(
             (
                 r
                 for r in self._runs.values()
-                if r.record.status == "streaming"
-                and r.lease_expires_at is not None
-                and r.lease_expires_at <= now
+                if r.record.status in ACTIVE_STATUSES and expires(r) <= now
             ),
-            key=lambda r: r.lease_expires_at or now,
+            key=expires,
         )[:limit]
         for run in expired:
-            self._update(run, writer_id=writer_id)
+            self._update(run, writer_id=writer_id, status="streaming")
             run.lease_expires_at = now + timedelta(seconds=lease_s)
         return sorted((r.record for r in expired), key=lambda r: r.created_at)
 

@@ -303,11 +303,17 @@ class Store(MessageQueries, IntegrationQueries):
     async def claim_expired_runs(
         self, writer_id: str, lease_s: float, limit: int
     ) -> list[RunRecord]:
-        """Lease up to `limit` streaming runs whose lease expired to `writer_id`, oldest first."""
+        """Lease up to `limit` active runs whose lease expired to `writer_id`, oldest first.
+
+        `FOR UPDATE SKIP LOCKED`: two sweeping replicas never claim the same run. A
+        `pending` run (no lease: counted from its creation) becomes `streaming`.
+        """
+        lease = sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.cast(float(lease_s), sa.Float))
+        expires = sa.func.coalesce(_runs.c.lease_expires_at, _runs.c.created_at + lease)
         expired = (
             sa.select(_runs.c.id)
-            .where(_runs.c.status == "streaming", _runs.c.lease_expires_at <= sa.func.now())
-            .order_by(_runs.c.lease_expires_at)
+            .where(_runs.c.status.in_(ACTIVE_STATUSES), expires <= sa.func.now())
+            .order_by(expires)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -316,8 +322,9 @@ class Store(MessageQueries, IntegrationQueries):
             .where(_runs.c.id.in_(expired.scalar_subquery()))
             .values(
                 writer_id=writer_id,
-                lease_expires_at=sa.func.now()
-                + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.cast(float(lease_s), sa.Float)),
+                status="streaming",
+                streaming_started_at=sa.func.coalesce(_runs.c.streaming_started_at, sa.func.now()),
+                lease_expires_at=sa.func.now() + lease,
             )
             .returning(*_runs.c)
         )

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     poll_interval_ms: int = Field(default=100, ge=1, validation_alias="BROKER_POLL_INTERVAL_MS")
     retention_s: int = Field(default=3600, ge=0, validation_alias="BROKER_RETENTION_S")
     lease_s: float = Field(default=10.0, gt=0, validation_alias="BROKER_LEASE_S")
+    sweep_s: float = Field(default=2.0, gt=0, validation_alias="BROKER_SWEEP_S")
     max_message_bytes: int = Field(
         default=32_768, ge=1, validation_alias="BROKER_MAX_MESSAGE_BYTES"
     )

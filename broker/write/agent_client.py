@@ -9,6 +9,7 @@ stays in this module, and its errors are translated where they enter:
     │                        worth retrying
     ├── AgentConflict        409: the agent already runs this run; re-attach instead
     ├── AgentRejected        any other non-2xx: retrying would not help
+    │   └── AgentRunUnknown  404 on a re-attach: the agent no longer has the run
     └── AgentStreamBroken    the body broke off (reset, timeout, bad chunking) mid-stream
 
 Every call carries `x-local-secret` and the broker request's `X-Request-ID`.
@@ -29,6 +30,7 @@ import httpx
 from broker.errors import (
     AgentConflict,
     AgentRejected,
+    AgentRunUnknown,
     AgentStreamBroken,
     AgentUnavailable,
 )
@@ -155,6 +157,8 @@ def _raise_for_status(response: httpx.Response) -> None:
         raise AgentUnavailable(detail)
     if status == 409:
         raise AgentConflict(detail)
+    if status == 404:
+        raise AgentRunUnknown(detail)
     raise AgentRejected(detail)
 
 

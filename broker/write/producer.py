@@ -12,6 +12,9 @@ with exactly one terminal event (invariant 2):
   `agent_unavailable`;
 - 409 (the agent already runs it): re-attach instead; any other non-2xx:
   `error` `agent_rejected`;
+- a re-attach answered 404 (the agent no longer has the run), or an agent
+  unreachable past the retries while taking a run over: `error`
+  `producer_lost`, which ends the run `interrupted`;
 - the stream breaks off: `error` `agent_stream_failed`;
 - the stream ends without a terminal event: `error` `agent_stream_truncated`;
 - a bug in the producer: `error` `producer_failed`.
@@ -30,9 +33,18 @@ The producer stops reading as soon as its stream is halted by the manager
 against the halt. After a broken or overflowing stream it asks the agent to
 cancel the run (the agent would otherwise keep it going for its grace
 period); after a lost lease it only disconnects, since the new owner may be
-re-attaching. On shutdown the task is cancelled: the agent connection closes,
-the run's buffered events are flushed and its lease handed over by the
-stream manager, and the agent keeps the run for a re-attach.
+re-attaching.
+
+A run taken over from another writer (`Producers.resume`, called by the
+sweeper) re-attaches to the agent with `Last-Event-ID` = the run's
+`agent_cursor`, the agent's id of its last stored event, so the agent replays
+exactly what was never stored, with a freshly minted capability like any
+agent request. Every re-attach resumes after the newest agent id this
+producer has pushed.
+
+On shutdown the task is cancelled: the agent connection closes, the run's
+buffered events are flushed and its lease handed over by the stream manager,
+and the agent keeps the run for a re-attach.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ from broker.errors import (
     AgentConflict,
     AgentError,
     AgentRejected,
+    AgentRunUnknown,
     AgentStreamBroken,
     AgentUnavailable,
     DatabaseUnavailable,
@@ -64,6 +77,7 @@ from broker.write.streams import StreamManager
 from models.agent_api import AgentIntegration, RunRequest
 from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal, parse_event_json
 from models.ids import RunId
+from models.status import PRODUCER_LOST
 
 __all__ = ["Producers", "interpret_frame"]
 
@@ -145,6 +159,16 @@ class Producers:
 
     def start(self, run: RunRecord, message: str, *, request_id: str) -> bool:
         """Start producing a freshly created run; False once shutdown has begun."""
+        return self._launch(run, message, request_id)
+
+    def resume(self, run: RunRecord, *, request_id: str) -> bool:
+        """Take over a run claimed from another writer: re-attach after its `agent_cursor`.
+
+        False once shutdown has begun.
+        """
+        return self._launch(run, None, request_id)
+
+    def _launch(self, run: RunRecord, message: str | None, request_id: str) -> bool:
         if not self.accepting:
             return False
         stream = self.streams.open(
@@ -156,6 +180,15 @@ class Producers:
         task.add_done_callback(lambda _: self._tasks.pop(run.run_id, None))
         self.metrics.active_producers.inc()
         return True
+
+    def __contains__(self, run_id: object) -> bool:
+        """Whether this process is producing the run now."""
+        return run_id in self._tasks
+
+    @property
+    def active(self) -> int:
+        """How many runs this process is producing now."""
+        return len(self._tasks)
 
     async def close(self) -> None:
         """Take no new runs and stop every producer (their streams stay open to be flushed)."""
@@ -170,7 +203,12 @@ class _Producer:
     """One run's producer."""
 
     def __init__(
-        self, owner: Producers, stream: RunStream, run: RunRecord, message: str, request_id: str
+        self,
+        owner: Producers,
+        stream: RunStream,
+        run: RunRecord,
+        message: str | None,
+        request_id: str,
     ) -> None:
         self._owner = owner
         self._agent = owner.agent
@@ -179,13 +217,19 @@ class _Producer:
         self._run = run
         self._message = message
         self._request_id = request_id
+        self._agent_cursor = run.agent_event_id
+        """The agent's id of the newest event pushed: where a re-attach resumes."""
         self._log = _log.bind(run_id=str(run.run_id), request_id=request_id)
 
     async def run(self) -> None:
         stream = self._stream
         try:
             try:
-                request = await self._agent_request()
+                if self._message is None:
+                    self._log.info("run_taken_over", agent_cursor=self._agent_cursor)
+                    request = None
+                else:
+                    request = await self._agent_request(self._message)
                 await _until_halted(stream, self._consume(request))
             except Exception:
                 self._log.exception("producer_failed")
@@ -200,7 +244,7 @@ class _Producer:
         finally:
             self._metrics.active_producers.dec()
 
-    async def _agent_request(self) -> RunRequest:
+    async def _agent_request(self, message: str) -> RunRequest:
         """The agent's input: the transcript before this run's message, and the integrations."""
         run, store = self._run, self._owner.store
         stored = await self._retry_db(lambda: store.list_messages(run.thread_id))
@@ -209,7 +253,7 @@ class _Producer:
             run_id=str(run.run_id),
             thread_id=str(run.thread_id),
             history=[m.message for m in stored if m.run_id != run.run_id],
-            new_user_message=self._message,
+            new_user_message=message,
             integrations=[
                 AgentIntegration(id=str(i.integration_id), kind=i.kind, name=i.name) for i in found
             ],
@@ -227,20 +271,23 @@ class _Producer:
                 self._log.warning("database_unavailable_retrying", error=str(exc)[:200])
                 await asyncio.sleep(delay)
 
-    async def _consume(self, request: RunRequest) -> None:
-        """Feed the agent's events into the stream until it holds a terminal one."""
+    async def _consume(self, request: RunRequest | None) -> None:
+        """Feed the agent's events into the stream until it holds a terminal one.
+
+        `request` None: the run is taken over, so only a re-attach is tried.
+        """
         delays = self._owner.agent_backoff.delays()
-        reattach = False
+        reattach = request is None
         while True:
             try:
                 body = (
                     self._agent.reattach(
                         self._run.run_id,
-                        last_event_id=None,
+                        last_event_id=self._agent_cursor,
                         request_id=self._request_id,
                         capability=self._owner.capability(self._run),
                     )
-                    if reattach
+                    if reattach or request is None
                     else self._agent.stream_run(request, request_id=self._request_id)
                 )
                 async with body as chunks:
@@ -257,10 +304,13 @@ class _Producer:
                     return
                 self._log.info("agent_already_running_reattaching")
                 reattach = True
+            except AgentRunUnknown as exc:
+                self._end(PRODUCER_LOST if reattach else exc.code, str(exc))
+                return
             except AgentUnavailable as exc:
                 delay = next(delays, None)
                 if delay is None:
-                    self._end(exc.code, str(exc))
+                    self._end(PRODUCER_LOST if request is None else exc.code, str(exc))
                     return
                 self._log.info("agent_unavailable_retrying", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
@@ -285,6 +335,8 @@ class _Producer:
             )
             return False
         seq = self._stream.push(event, agent_event_id=frame.id)
+        if seq is not None and frame.id is not None:
+            self._agent_cursor = frame.id
         return seq is None or is_terminal(event)
 
     def _end(self, error_type: str, message: str) -> None:

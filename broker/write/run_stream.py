@@ -46,7 +46,8 @@ def _fit(text: str | None, limit: int) -> str | None:
 
 def ending_of(event: StreamEvent) -> RunEnding | None:
     """The run's final state for a terminal event (None for any other event)."""
-    status = status_of_event_type(event.event_type)
+    error_type = event.data.error_type if isinstance(event, ErrorEvent) else None
+    status = status_of_event_type(event.event_type, error_type)
     if status is None:
         return None
     if isinstance(event, Complete):

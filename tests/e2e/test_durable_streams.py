@@ -259,3 +259,33 @@ async def test_an_append_on_one_replica_wakes_a_long_poll_on_another(settings: S
         await two.post(path, content=b"b", headers={"content-type": "text/plain"})
         woken = await asyncio.wait_for(waiting, 10)
         assert woken.status_code == 200 and woken.content == b"b"
+
+
+async def test_draining_ends_live_readers_cleanly_at_once(settings: Settings) -> None:
+    """The shutdown signal: an SSE reader's stream ends, a long-poll answers its 204 now."""
+    async with running_broker(settings, ds_anonymous_workspace="anon", ds_long_poll_s=60) as (
+        app,
+        client,
+    ):
+        path = _name()
+        await client.put(path, content=b"one", headers={"content-type": "text/plain"})
+
+        async def read_sse() -> str:
+            params = {"offset": "-1", "live": "sse"}
+            async with client.stream("GET", path, params=params) as response:
+                return (await response.aread()).decode()
+
+        reading = asyncio.create_task(read_sse())
+        polling = asyncio.create_task(
+            client.get(path, params={"offset": offset_of(1), "live": "long-poll"})
+        )
+        await asyncio.sleep(0.2)
+        assert not reading.done() and not polling.done()
+
+        app.state.drain.begin()
+        text = await asyncio.wait_for(reading, 5)  # ended, not cut: no protocol error
+        data = [ln for ln in text.splitlines() if ln.startswith("data:") and "{" not in ln]
+        assert data == ["data:one"]
+        polled = await asyncio.wait_for(polling, 5)
+        assert polled.status_code == 204
+        assert polled.headers["stream-next-offset"] == offset_of(1)

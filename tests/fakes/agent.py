@@ -116,10 +116,11 @@ class Recorded:
 class _ScriptedStream(Response):
     """A `text/event-stream` body played from the steps, chunk by chunk."""
 
-    def __init__(self, steps: list[Step], done: asyncio.Event) -> None:
+    def __init__(self, steps: list[Step], done: asyncio.Event, after: int = 0) -> None:
         super().__init__(media_type="text/event-stream")
         self._steps = steps
         self._done = done
+        self._after = after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Like the real agent, stop playing to a client that went away.
@@ -152,6 +153,8 @@ class _ScriptedStream(Response):
                 else:
                     frame = encode_event(json.dumps(step), id=next_id)
                     next_id += 1
+                    if next_id - 1 <= self._after:
+                        continue  # a re-attach resumes after Last-Event-ID, like the agent
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -181,6 +184,10 @@ class FakeAgent:
         self._scripts[message] = Script(list(steps), list(failures or []))
         self.streams_done[message] = asyncio.Event()
 
+    def knows(self, run_id: str, message: str) -> None:
+        """Answer re-attaches to `run_id` with `message`'s script (a run started elsewhere)."""
+        self._messages_by_run[run_id] = message
+
     def started(self, message: str) -> list[Recorded]:
         """The successful and failed `POST /runs/stream` calls for a message."""
         return [
@@ -208,7 +215,8 @@ class FakeAgent:
             message = self._messages_by_run.get(run_id)
             if message is None:
                 return _error(404, "run_not_found")
-            return self._answer(message, attempt=False)
+            after = int(request.headers.get("last-event-id") or 0)
+            return self._answer(message, attempt=False, after=after)
 
         @app.post("/runs/{run_id}/cancel")
         async def cancel(run_id: str, request: Request) -> Response:
@@ -222,7 +230,7 @@ class FakeAgent:
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.calls.append(Recorded(request.method, request.url.path, headers, body))
 
-    def _answer(self, message: str, *, attempt: bool = True) -> Response:
+    def _answer(self, message: str, *, attempt: bool = True, after: int = 0) -> Response:
         script = self._scripts.get(message)
         if script is None:
             return _error(422, "unscripted")
@@ -231,7 +239,7 @@ class FakeAgent:
             failed = self.attempts[message]
             if failed <= len(script.failures):
                 return _error(script.failures[failed - 1], "scripted_failure")
-        return _ScriptedStream(script.steps, self.streams_done[message])
+        return _ScriptedStream(script.steps, self.streams_done[message], after)
 
 
 def _error(status: int, code: str) -> JSONResponse:

@@ -9,9 +9,11 @@ twin stand on the same behaviour as production.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+import sqlalchemy as sa
 
 from broker.errors import Conflict, NotFound, RunInProgress
 from broker.store.memory import MemoryStore
@@ -230,6 +232,61 @@ async def test_released_runs_are_claimable_and_only_the_writers_own_are_released
     assert await adapter.release_runs("someone-else", [run.run_id]) == set()
     assert await adapter.release_runs("w1", [run.run_id]) == {run.run_id}
     assert [r.run_id for r in await adapter.claim_expired_runs("w2", 60, limit=1)] == [run.run_id]
+
+
+async def _make_pending(adapter: AnyStore, run: RunRecord) -> None:
+    """Put a run back to `pending` with no writer and no lease: created, never started."""
+    if isinstance(adapter, MemoryStore):
+        held = adapter._runs[run.run_id]
+        held.record = replace(held.record, status="pending", writer_id=None)
+        held.lease_expires_at = None
+        return
+    async with adapter.transaction() as conn:
+        await conn.execute(
+            sa.text(
+                "UPDATE runs SET status = 'pending', writer_id = NULL, lease_expires_at = NULL "
+                "WHERE id = :id"
+            ),
+            {"id": run.run_id},
+        )
+
+
+async def test_a_pending_run_never_started_is_claimed_and_becomes_streaming(
+    adapter: AnyStore,
+) -> None:
+    run = await _run(adapter)
+    await _make_pending(adapter, run)
+    # Younger than a lease: its creator may still be starting it.
+    assert await adapter.claim_expired_runs("w2", 60, limit=10) == []
+    (claimed,) = await adapter.claim_expired_runs("w2", 0, limit=10)
+    assert (claimed.run_id, claimed.status, claimed.writer_id) == (run.run_id, "streaming", "w2")
+    # The claimant's flush passes the fence, and a `producer_lost` ending interrupts it.
+    lost = RunEnding("interrupted", error="gone", error_type="producer_lost")
+    flush = [RunFlush(run.run_id, run.thread_id, 2, ending=lost)]
+    assert await adapter.flush_runs("w2", 60, flush, [_text(run, 2)]) == {run.run_id}
+    assert (await adapter.get_run(run.workspace_id, run.run_id)).status == "interrupted"
+
+
+async def test_two_replicas_sweeping_at_once_never_claim_the_same_run(
+    adapter: AnyStore,
+) -> None:
+    runs = [await _run(adapter, f"w{i}", lease_s=0) for i in range(12)]
+    first, second = await asyncio.gather(
+        adapter.claim_expired_runs("r1", 60, limit=8),
+        adapter.claim_expired_runs("r2", 60, limit=8),
+    )
+    one, two = {r.run_id for r in first}, {r.run_id for r in second}
+    assert not one & two
+    assert one | two == {r.run_id for r in runs}
+    for claimed, writer in ((first, "r1"), (second, "r2")):
+        assert {r.writer_id for r in claimed} == {writer}
+
+
+async def test_finished_runs_are_never_claimed(adapter: AnyStore) -> None:
+    run = await _run(adapter, lease_s=0)
+    ending = RunEnding("completed")
+    await adapter.flush_runs("w1", 0, [RunFlush(run.run_id, run.thread_id, 0, ending=ending)], [])
+    assert await adapter.claim_expired_runs("w2", 0, limit=10) == []
 
 
 async def test_retention_deletes_only_finished_runs_events(adapter: AnyStore) -> None:

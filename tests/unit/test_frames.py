@@ -91,6 +91,16 @@ def test_error_ends_a_run_failed_with_values_that_fit_the_columns() -> None:
     assert ending.error_type == "x" * 100
 
 
+def test_producer_lost_interrupts_a_run_and_no_other_error_type_does() -> None:
+    lost = ending_of(ErrorEvent(data=ErrorData(error="gone", error_type="producer_lost")))
+    assert lost is not None
+    assert (lost.status, lost.error_type) == ("interrupted", "producer_lost")
+    for other in ("agent_unavailable", "producer_lost ", "PRODUCER_LOST", ""):
+        ending = ending_of(ErrorEvent(data=ErrorData(error="x", error_type=other)))
+        assert ending is not None
+        assert ending.status == "failed", other
+
+
 def test_cancelled_ends_a_run_cancelled_by_whoever_cancelled_it() -> None:
     ending = ending_of(Cancelled(data=CancelledData(by="member-1")))
     assert ending is not None
