@@ -29,7 +29,8 @@ FEATURES = {"broker.write", "broker.integrations", "subscribe", "agents"}
 # the CLI starts every service.
 ROOTS: dict[str, set[str]] = {
     "broker.app": set(ROOMS) - {"agents"},
-    "broker.cli": set(ROOMS) | {"broker.app"},
+    "broker.cli": set(ROOMS) | {"broker.app", "broker.supervisor"},
+    "broker.supervisor": set(),  # `broker up`'s children: processes, not imports
 }
 # Code that runs against the store's ports, never the PostgreSQL adapter itself.
 ON_PORTS = (
