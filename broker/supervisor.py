@@ -179,7 +179,7 @@ class Supervisor:
         except (OSError, ValueError, KeyError, TypeError):
             recorded = []
         for entry in recorded:
-            with contextlib.suppress(psutil.Error, KeyError, TypeError):
+            with contextlib.suppress(psutil.Error, KeyError, TypeError, ValueError):
                 process = psutil.Process(int(entry["pid"]))
                 if abs(process.create_time() - float(entry["started"])) > 0.01:
                     continue  # the pid was reused by an unrelated process
