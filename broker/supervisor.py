@@ -71,6 +71,8 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     stop_timeout_s: float
+    started: float = 0.0
+    """The process's start time (seconds since the epoch): with the pid, its identity."""
 
     @property
     def pid(self) -> int:
@@ -198,11 +200,7 @@ class Supervisor:
         state.unlink(missing_ok=True)
 
     def _write_state(self) -> None:
-        children = [
-            {"name": c.name, "pid": c.pid, "started": psutil.Process(c.pid).create_time()}
-            for c in self.children
-            if c.process.poll() is None
-        ]
+        children = [{"name": c.name, "pid": c.pid, "started": c.started} for c in self.children]
         state = self.data_dir / STATE_FILE
         tmp = state.with_suffix(".tmp")
         tmp.write_text(json.dumps({"supervisor": os.getpid(), "children": children}))
@@ -248,6 +246,8 @@ class Supervisor:
         )
         child = Child(name, process, stop_timeout_s)
         self.children.append(child)
+        with contextlib.suppress(psutil.Error):
+            child.started = psutil.Process(process.pid).create_time()
         self._write_state()
         deadline = time.monotonic() + start_timeout_s
         while not ready(child):
