@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from broker.errors import NotFound
+from broker.errors import Conflict, NotFound, RunInProgress
 from broker.store.integration_rows import IntegrationQueries
 from broker.store.listening import Listening, listen
 from broker.store.messages import MessageQueries
@@ -35,6 +35,7 @@ from broker.store.records import (
     RunState,
     ThreadRecord,
 )
+from broker.store.sealing import title_aad
 from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY, READ_EVENTS_MANY
 from broker.store.statements import events as _events
 from broker.store.statements import runs as _runs
@@ -82,16 +83,30 @@ class Store(MessageQueries, IntegrationQueries):
 
     async def create_thread(self, workspace_id: WorkspaceId, title: str | None) -> ThreadRecord:
         """Insert a thread into a workspace."""
+        thread_id = new_id()
+        sealed = (
+            None if title is None else self.keyring.encrypt(title.encode(), title_aad(thread_id))
+        )
         stmt = (
             _threads.insert()
-            .values(id=new_id(), workspace_id=workspace_id, title=title)
+            .values(
+                id=thread_id,
+                workspace_id=workspace_id,
+                title_key_id=sealed.key_id if sealed else None,
+                title=sealed.blob if sealed else None,
+            )
             .returning(*_threads.c)
         )
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one()
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
+
+    def _thread_record(self, row: sa.Row[Any]) -> ThreadRecord:
+        """A thread row with its title opened."""
+        title = None
+        if row.title is not None:
+            title = self.keyring.decrypt(row.title_key_id, row.title, title_aad(row.id)).decode()
+        return ThreadRecord(ThreadId(row.id), WorkspaceId(row.workspace_id), title, row.created_at)
 
     async def get_thread(self, workspace_id: WorkspaceId, thread_id: ThreadId) -> ThreadRecord:
         """A thread of the workspace, or `NotFound` (also for another workspace's)."""
@@ -102,9 +117,7 @@ class Store(MessageQueries, IntegrationQueries):
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound(f"thread {thread_id} not found")
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
 
     # --- runs -------------------------------------------------------------------------
 
@@ -145,12 +158,29 @@ class Store(MessageQueries, IntegrationQueries):
             .returning(*_runs.c)
         )
         arrays = self.seal_events([PendingEvent(run_id, 1, started, now)])
-        async with self.transaction() as conn:
-            row = (await conn.execute(insert_run)).one()
-            await conn.execute(INSERT_EVENTS, arrays)
-            if message is not None:
-                await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        try:
+            async with self.transaction() as conn:
+                row = (await conn.execute(insert_run)).one()
+                await conn.execute(INSERT_EVENTS, arrays)
+                if message is not None:
+                    await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        except Conflict:
+            busy = await self._active_run(thread.thread_id)
+            raise RunInProgress(
+                f"thread {thread.thread_id} already has run {busy or '(just finished)'} "
+                "in progress; wait for it to end or cancel it, then start another",
+                run_id=str(busy) if busy else None,
+            ) from None
         return _run_record(row)
+
+    async def _active_run(self, thread_id: ThreadId) -> RunId | None:
+        """The thread's run pending or streaming, if any."""
+        stmt = sa.select(_runs.c.id).where(
+            _runs.c.thread_id == thread_id, _runs.c.status.in_(("pending", "streaming"))
+        )
+        async with self.transaction() as conn:
+            found = (await conn.execute(stmt)).scalar_one_or_none()
+        return RunId(found) if found is not None else None
 
     async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
         """A run of the workspace, or `NotFound` (also for another workspace's)."""

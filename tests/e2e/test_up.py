@@ -81,7 +81,8 @@ def _stop_and_check(up: UpProcess, signum: int | None) -> None:
 
 
 def _token(up: UpProcess) -> str:
-    return up.banner_value("token")
+    """A session from the banner's login link (its cookie is a bearer token)."""
+    return up.login()
 
 
 def _start_run(http: httpx.Client, message: str) -> str:
@@ -167,7 +168,7 @@ def test_ctrl_c_with_viewers_attached_is_quiet_and_leaves_nothing(
     assert "graceful shutdown exceeded" not in log, log
 
 
-def test_a_run_completes_and_a_second_up_on_the_same_data_is_refused(
+def test_login_link_works_a_run_completes_and_a_second_up_on_the_same_data_is_refused(
     data_dir: Path, ups: list[UpProcess]
 ) -> None:
     up = _start(ups, data_dir)

@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from broker.web.auth import COOKIE_NAME
+
 __all__ = [
     "BROKER",
     "UpProcess",
@@ -184,6 +186,24 @@ class UpProcess:
 
     def wait(self, timeout: float = STOP_TIMEOUT_S) -> int:
         return self.process.wait(timeout)
+
+    def login(self) -> str:
+        """Open the banner's one-time link as a browser does; return the session token.
+
+        The link answers 303 with the session cookie, the page answers 200 with
+        it, and a second use of the link is refused.
+        """
+        link = self.banner_value("open").split()[0]
+        assert link.startswith(f"{self.base_url}/login?code="), link
+        with httpx.Client(timeout=30) as browser:
+            answer = browser.get(link)
+            assert answer.status_code == 303, answer.text
+            cookie = answer.cookies[COOKIE_NAME]
+            page = browser.get(f"{self.base_url}/")  # the client keeps the cookie, as a browser
+            assert page.status_code == 200, page.text
+            assert "<html" in page.text.lower()
+            assert browser.get(link).status_code == 401  # once only
+        return cookie
 
     def client(self, token: str) -> httpx.Client:
         return httpx.Client(
