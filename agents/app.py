@@ -3,7 +3,7 @@
     POST /runs/stream              start a run, stream its events (SSE, ids from 1)
     GET  /runs/{run_id}/stream     re-attach: the events after `Last-Event-ID`
     POST /runs/{run_id}/cancel     202: set the run's cancellation token
-    GET  /healthz                  liveness, no secret needed
+    GET  /healthz                  liveness, no secret needed: status, instance, pid
 
 A run lives in the registry, not in the request that started it: the
 response only reads the run's buffer, so a client may go away and come back.
@@ -14,6 +14,7 @@ app made it.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from agents.runner import agent_events
 from agents.schemas import ErrorBody, RunRequest
 from agents.settings import AgentSettings
 from agents.sse import parse_last_event_id
+from models.agent_api import agent_instance
 
 __all__ = ["ModelFactory", "create_app"]
 
@@ -86,9 +88,12 @@ def create_app(
     )
     _install_error_handlers(app)
 
+    instance = agent_instance(settings.broker_local_secret)
+
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, str | int]:
+        # Who answers: `broker up` checks both before it trusts the port.
+        return {"status": "ok", "instance": instance, "pid": os.getpid()}
 
     @app.post("/runs/stream")
     async def start_run(body: RunRequest, request: Request) -> RunStreamResponse:

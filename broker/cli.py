@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +21,10 @@ import uvicorn
 
 from broker.store.database import create_engine, embedded_postgres
 from broker.store.migrate import upgrade
+from broker.supervisor import Refused, Stopped, Supervisor, describe_port
 from broker.web.logs import configure_logging
 from broker.web.settings import Settings
+from models.agent_api import agent_instance
 from models.ids import WorkspaceId
 
 __all__ = ["app", "main"]
@@ -142,30 +141,105 @@ def up(
     host: Host = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     agent_port: Annotated[int, typer.Option(help="Port of the agent service.")] = 8001,
+    verbose: Annotated[bool, typer.Option(help="Log start-up and requests at info.")] = False,
 ) -> None:
-    """The whole system on one machine: database, migrations, agent service, broker."""
-    from broker.app import create_app
+    """The whole system on one machine: database, migrations, agent service, broker.
 
+    SIGINT (Ctrl-C), SIGTERM and SIGHUP stop the broker, the agent service and the
+    embedded PostgreSQL, in that order (`broker.supervisor`).
+    """
+
+    from platformdirs.api import RuntimeDirWarning
+
+    # pgserver asks platformdirs for a runtime dir that a server or CI may not have.
+    warnings.filterwarnings("ignore", category=RuntimeDirWarning)
+    level = os.environ.get("BROKER_LOG_LEVEL") or ("info" if verbose else "warning")
+    os.environ["BROKER_LOG_LEVEL"] = level  # the children log at the same level
     base = _settings()
-    with _database(base) as settings:
-        _migrate(settings)
-        seed_demo = base.database_url is None  # only into the embedded database
-        workspace_id = asyncio.run(_prepare_default_workspace(settings, seed_demo=seed_demo))
-        agent_url = f"http://127.0.0.1:{agent_port}"
-        broker_url = f"http://{host}:{port}"
-        settings = settings.model_copy(update={"agent_url": agent_url, "broker_url": broker_url})
-        with _agent_process(settings, agent_port):
-            link = asyncio.run(_login_link(settings, workspace_id))
-            typer.echo(f"open:    {link}")
-            typer.echo(f"agents:  {agent_url}")
-            typer.echo("Ctrl-C stops everything.")
-            uvicorn.run(
-                create_app(settings),
-                host=host,
-                port=port,
-                log_config=None,
-                timeout_graceful_shutdown=_GRACEFUL_S,
+    try:
+        with Supervisor(base.data_dir) as supervisor:
+            supervisor.require_free(port, "the broker", "--port")
+            local_secret = base.require(base.local_secret, "BROKER_LOCAL_SECRET")
+            supervisor.require_free(
+                agent_port, "the agent service", "--agent-port", agent_instance(local_secret)
             )
+            with _database(base) as settings:
+                try:
+                    supervisor.check()
+                    code = _up(supervisor, base, settings, host, port, agent_port)
+                finally:
+                    supervisor.stop_children()  # before the database stops
+    except Refused as exc:
+        typer.echo(f"broker up: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Stopped:
+        code = 0
+    if code == 0:
+        typer.echo("stopped: broker, agent service and database.")
+    raise typer.Exit(code)
+
+
+def _up(
+    supervisor: Supervisor,
+    base: Settings,
+    settings: Settings,
+    host: str,
+    port: int,
+    agent_port: int,
+) -> int:
+    """Migrate, seed, start both children, print the banner, wait for a stop."""
+    _migrate(settings)
+    supervisor.check()
+    seed_demo = base.database_url is None  # only into the embedded database
+    workspace_id = asyncio.run(_prepare_default_workspace(settings, seed_demo=seed_demo))
+    local_secret = settings.require(settings.local_secret, "BROKER_LOCAL_SECRET")
+    listen = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    agent_url = f"http://127.0.0.1:{agent_port}"
+    broker_url = f"http://{listen}:{port}"
+    env = {**os.environ, "BROKER_LOCAL_SECRET": local_secret, "BROKER_URL": broker_url}
+    supervisor.start(
+        "agent service",
+        ["agents", "--port", str(agent_port)],
+        env,
+        ready=lambda child: _is_our_agent(agent_port, local_secret, child.pid),
+    )
+    assert settings.database_url is not None
+    supervisor.start(
+        "broker",
+        ["serve", "--host", host, "--port", str(port)],
+        {**env, "DATABASE_URL": settings.database_url, "AGENT_URL": agent_url},
+        ready=lambda child: (describe_port(port, listen) or {}).get("status") == "ok",
+        stop_timeout_s=_GRACEFUL_S + 10,
+    )
+    settings = settings.model_copy(update={"agent_url": agent_url, "broker_url": broker_url})
+    link = asyncio.run(_login_link(settings, workspace_id))
+    for line in _banner(link, base):
+        typer.echo(line)
+    return supervisor.run()
+
+
+def _is_our_agent(port: int, local_secret: str, pid: int) -> bool:
+    """True once the agent on `port` is this data directory's, and the child `pid` itself."""
+    found = describe_port(port)
+    if not found:
+        return False
+    if found.get("instance") != agent_instance(local_secret) or found.get("pid") != pid:
+        raise Refused(f"port {port} answers, but not as the agent service `broker up` started")
+    return True
+
+
+def _banner(link: str, base: Settings) -> list[str]:
+    """What `broker up` prints once the broker listens: where to go, how to stop, where data is."""
+    data = (
+        f"{base.data_dir} (embedded PostgreSQL, secrets)"
+        if base.database_url is None
+        else f"DATABASE_URL; secrets in {base.data_dir}"
+    )
+    return [
+        f"open:    {link}   (one-time login link)",
+        f"data:    {data}",
+        "stop:    Ctrl-C (or SIGTERM) stops the broker, the agent service and the database",
+    ]
 
 
 @app.command("login-link")
@@ -210,43 +284,6 @@ async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> 
         return workspace_id
     finally:
         await engine.dispose()
-
-
-@contextlib.contextmanager
-def _agent_process(settings: Settings, port: int) -> Iterator[None]:
-    """Run `broker agents` as a child process sharing the local secret."""
-    env = {
-        **os.environ,
-        "BROKER_LOCAL_SECRET": settings.require(settings.local_secret, "BROKER_LOCAL_SECRET"),
-        "BROKER_URL": settings.broker_url,
-    }
-    command = [sys.executable, "-m", "broker.cli", "agents", "--port", str(port)]
-    child = subprocess.Popen(command, env=env)
-    try:
-        _wait_for_port(port, child)
-        yield
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-
-
-def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            typer.echo(f"the agent service exited with code {child.returncode}", err=True)
-            raise typer.Exit(1)
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.1)
-    typer.echo("the agent service did not start listening in time", err=True)
-    raise typer.Exit(1)
 
 
 Url = Annotated[str, typer.Option(envvar="BROKER_URL", help="The broker's base URL.")]

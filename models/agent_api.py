@@ -11,11 +11,14 @@ broker minted (`broker.web.capability`), which they send back as
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.events import ChatMessage
 
-__all__ = ["AgentIntegration", "RunRequest"]
+__all__ = ["AgentIntegration", "RunRequest", "agent_instance"]
 
 
 class _Request(BaseModel):
@@ -46,3 +49,11 @@ class RunRequest(_Request):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+
+def agent_instance(local_secret: str) -> str:
+    """The agent service's identity on `GET /healthz`: 16 hex digits derived from the
+    local secret, so `broker up` can tell its own agent from any other program on the
+    port without the secret being readable there."""
+    digest = hmac.new(local_secret.encode(), b"agent-instance", hashlib.sha256)
+    return digest.hexdigest()[:16]

@@ -120,18 +120,81 @@ def secure_embedded(server: Any, password_file: Path) -> str:
     return password
 
 
+_open_here: dict[Path, int] = {}
+"""How many `embedded_postgres` contexts of this process hold each pgdata."""
+
+
+@contextlib.contextmanager
+def _users_lock(data_dir: Path) -> Iterator[None]:
+    with open(data_dir / "pg-users.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _live_users(server: Any) -> list[int]:
+    """The pids holding the server (pgserver's list), the dead ones pruned from the file."""
+    import psutil
+
+    users: list[int] = server.global_process_id_list.get()
+    live = [pid for pid in users if psutil.pid_exists(pid)]
+    if live != users:
+        server.global_process_id_list.put(live)
+    return live
+
+
+def _postmaster_running(pgdata: Path) -> bool:
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info is not None and info.is_running()
+
+
+def _stop_server(server: Any) -> None:
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+
+
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
-    """Start (or join) the embedded PostgreSQL in `data_dir/pg`; yield its URL."""
+    """Start, join or adopt the embedded PostgreSQL in `data_dir/pg`; yield its URL.
+
+    The server is shared by every process that opens the same data directory
+    (`broker up`, `broker token` next to it): the last one alive stops it. A
+    server left running by a process that died (kill -9) is adopted: its dead
+    holders are pruned, and it is stopped when its last live holder ends.
+    Logs say what happened: `embedded_postgres_started`, `_joined`, `_adopted`,
+    and `_stopped` only when this process really stopped it.
+    """
     import pgserver  # imported late: only the embedded path needs it
 
-    pgdata = data_dir / "pg"
+    pgdata = (data_dir / "pg").resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")
-    log.info("embedded_postgres_started", pgdata=str(pgdata))
+    if _open_here.get(pgdata):  # nested in this process: the outer context owns it
+        _open_here[pgdata] += 1
+        try:
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
+            yield embedded_url(server, secure_embedded(server, data_dir / PASSWORD_FILE))
+        finally:
+            _open_here[pgdata] -= 1
+        return
+    with _users_lock(data_dir):
+        running = _postmaster_running(pgdata)
+        # Never pgserver's own stop: it counts dead holders and stops under live ones.
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
+        others = [pid for pid in _live_users(server) if pid != os.getpid()]
+    how = "joined" if running and others else "adopted" if running else "started"
+    log.info(f"embedded_postgres_{how}", pgdata=str(pgdata), holders=len(others))
+    _open_here[pgdata] = 1
     try:
         password = secure_embedded(server, data_dir / PASSWORD_FILE)
         yield embedded_url(server, password)
     finally:
-        server.cleanup()
-        log.info("embedded_postgres_stopped", pgdata=str(pgdata))
+        del _open_here[pgdata]
+        with _users_lock(data_dir):
+            server.global_process_id_list.get_and_remove(os.getpid())
+            if _live_users(server):
+                log.debug("embedded_postgres_left_running", pgdata=str(pgdata))
+            elif _postmaster_running(pgdata):
+                _stop_server(server)
+                log.info("embedded_postgres_stopped", pgdata=str(pgdata))

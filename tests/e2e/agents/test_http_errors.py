@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from agents.app import create_app
+from models.agent_api import agent_instance
 from tests.e2e.agents.harness import AUTH, agent_settings, run_body
 from tests.servers import serve
 
@@ -25,9 +27,15 @@ def _error(response: httpx.Response) -> tuple[int, str, str]:
     return response.status_code, body["error"]["code"], body["error"]["message"]
 
 
-async def test_healthz_needs_no_secret(client: httpx.AsyncClient) -> None:
+async def test_healthz_needs_no_secret_and_says_who_answers(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.status_code == 200
+    body = response.json()
+    secret = agent_settings().broker_local_secret
+    # The identity `broker up` checks: derived from the secret, never the secret itself.
+    assert body == {"status": "ok", "instance": agent_instance(secret), "pid": os.getpid()}
+    assert secret not in response.text
+    assert agent_instance(secret) != agent_instance(secret + "x")
 
 
 @pytest.mark.parametrize("headers", [{}, {"x-local-secret": "wrong"}, {"x-local-secret": ""}])
