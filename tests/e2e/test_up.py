@@ -190,11 +190,6 @@ def test_ctrl_c_with_viewers_attached_leaves_nothing_and_ends_every_stream(ctrl_
         assert viewer.events  # it was live when Ctrl-C came
 
 
-@pytest.mark.xfail(
-    reason="open viewer streams end cleanly at shutdown only with issue 10 part B "
-    "(the broker's drain); until it is merged uvicorn cancels them after 5 s",
-    strict=False,
-)
 def test_ctrl_c_with_viewers_attached_logs_no_traceback(ctrl_c: CtrlC) -> None:
     log = ctrl_c.up.stderr() + ctrl_c.up.stdout()
     assert "Traceback" not in log, log
