@@ -24,6 +24,7 @@ from typing import Any
 from broker.errors import Conflict, DatabaseUnavailable, NotFound
 from broker.store.notify import notify_payloads
 from broker.store.records import (
+    EventPage,
     IntegrationRecord,
     PendingEvent,
     RunFlush,
@@ -212,15 +213,27 @@ class MemoryStore:
             self._insert(events)
             self._notify(notify_payloads((e.run_id, e.seq) for e in events))
 
-    async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
+    async def read_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> EventPage:
         await self.check_available()
-        return self._read(run_id, after, limit)
+        return self._read(run_id, after, limit, max_bytes)
 
-    def _read(self, run_id: RunId, after: int, limit: int) -> list[StoredEvent]:
+    def _read(self, run_id: RunId, after: int, limit: int, max_bytes: int | None) -> EventPage:
+        """As the SQL: rows within `limit` and `max_bytes` (the events' JSON here), one at least."""
         run = self._runs.get(run_id)
         if run is None:
-            return []
-        return [run.events[s] for s in sorted(run.events) if s > after][:limit]
+            return EventPage()
+        page, size = EventPage(), 0
+        for seq in sorted(s for s in run.events if s > after):
+            event = run.events[seq]
+            if max_bytes is not None:
+                size += len(event.event.model_dump_json().encode())
+            if page and (len(page) >= limit or (max_bytes is not None and size > max_bytes)):
+                page.more = True
+                break
+            page.append(event)
+        return page
 
     async def flush_runs(
         self,
@@ -370,14 +383,14 @@ class MemoryStore:
         return RunState(run.record, head, run.aborted_by)
 
     async def read_events_many(
-        self, heads: Mapping[RunId, int], limit_per_run: int
-    ) -> dict[RunId, list[StoredEvent]]:
+        self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
+    ) -> dict[RunId, EventPage]:
         await self.check_available()
-        found: dict[RunId, list[StoredEvent]] = {}
+        found: dict[RunId, EventPage] = {}
         for run_id, head in heads.items():
-            events = self._read(run_id, head, limit_per_run)
-            if events:
-                found[run_id] = events
+            page = self._read(run_id, head, limit_per_run, max_bytes_per_run)
+            if page:
+                found[run_id] = page
         return found
 
     async def listen(

@@ -16,6 +16,7 @@ flushes, not with events.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from broker.store.listening import Listening, listen
 from broker.store.messages import MessageQueries
 from broker.store.notify import notify_payloads
 from broker.store.records import (
+    EventPage,
     PendingEvent,
     RunFlush,
     RunRecord,
@@ -40,11 +42,16 @@ from broker.store.statements import events as _events
 from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
 from broker.store.statements import workspaces as _workspaces
-from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
+from models.events import ChatMessage, RunStarted, RunStartedData
 from models.ids import RunId, ThreadId, WorkspaceId, new_id
 from models.status import ACTIVE_STATUSES
 
-__all__ = ["Store"]
+__all__ = ["SEAL_INLINE_BYTES", "Store"]
+
+NO_BYTE_LIMIT = 2**62
+
+SEAL_INLINE_BYTES = 64 * 1024
+"""A flush whose events' JSON is larger than this is sealed in a worker thread."""
 
 
 def _run_record(row: sa.Row[Any]) -> RunRecord:
@@ -177,17 +184,13 @@ class Store(MessageQueries, IntegrationQueries):
                     {"payloads": notify_payloads((e.run_id, e.seq) for e in events)},
                 )
 
-    async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
-        """The run's events with `seq > after`, in order, at most `limit`."""
-        stmt = (
-            sa.select(_events.c.seq, _events.c.key_id, _events.c.payload)
-            .where(_events.c.run_id == run_id, _events.c.seq > after)
-            .order_by(_events.c.seq)
-            .limit(limit)
-        )
-        async with self.transaction() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [self.open_event(run_id, r.seq, r.key_id, r.payload) for r in rows]
+    async def read_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> EventPage:
+        """The run's events with `seq > after`, in order: at most `limit`, and at most
+        `max_bytes` of stored payload (one event at least); `more` if the table has more."""
+        pages = await self.read_events_many({run_id: after}, limit, max_bytes)
+        return pages.get(run_id, EventPage())
 
     # --- write side ---------------------------------------------------------------------
 
@@ -206,7 +209,11 @@ class Store(MessageQueries, IntegrationQueries):
         """
         if not runs:
             return set()
-        sealed = self.seal_events(events)
+        if sum(item.size for item in events) > SEAL_INLINE_BYTES:
+            # AES-GCM releases the GIL: a large batch is sealed off the event loop.
+            sealed = await asyncio.to_thread(self.seal_events, events)
+        else:
+            sealed = self.seal_events(events)
         params: dict[str, Any] = {
             "run_ids": [r.run_id for r in runs],
             "last_seqs": [r.last_seq for r in runs],
@@ -335,24 +342,26 @@ class Store(MessageQueries, IntegrationQueries):
         return RunState(record, max(record.last_seq, row.max_seq or 0), row.aborted_by)
 
     async def read_events_many(
-        self, heads: Mapping[RunId, int], limit_per_run: int
-    ) -> dict[RunId, list[StoredEvent]]:
-        """Each run's events with `seq >` its head, in order, at most `limit_per_run` each."""
+        self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
+    ) -> dict[RunId, EventPage]:
+        """Each run's events with `seq >` its head, in order, bounded as `read_events`."""
         if not heads:
             return {}
         params = {
             "run_ids": list(heads),
             "afters": list(heads.values()),
             "limit": limit_per_run,
+            "max_bytes": NO_BYTE_LIMIT if max_bytes_per_run is None else max_bytes_per_run,
         }
         async with self.transaction() as conn:
             rows = (await conn.execute(READ_EVENTS_MANY, params)).all()
-        found: dict[RunId, list[StoredEvent]] = {}
+        found: dict[RunId, EventPage] = {}
         for row in rows:
-            event = self.open_event(row.run_id, row.seq, row.key_id, row.payload)
-            found.setdefault(RunId(row.run_id), []).append(event)
-        for events in found.values():
-            events.sort(key=lambda event: event.seq)
+            page = found.setdefault(RunId(row.run_id), EventPage())
+            if row.keep:
+                page.append(self.open_event(row.run_id, row.seq, row.key_id, row.payload))
+            else:
+                page.more = True
         return found
 
     async def listen(

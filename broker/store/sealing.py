@@ -54,11 +54,15 @@ def integration_aad(integration_id: uuid.UUID) -> bytes:
     return f"integration:{integration_id}".encode()
 
 
-def encode_event(event: StreamEvent, ts: datetime) -> bytes:
-    """The plaintext of a stored event: its JSON with the broker's receive time."""
-    body = event.model_dump(mode="json")
-    body["ts"] = ts.isoformat()
-    return json.dumps(body, separators=(",", ":")).encode()
+def encode_event(event: StreamEvent, ts: datetime, body: bytes | None = None) -> bytes:
+    """The plaintext of a stored event: its JSON with the broker's receive time.
+
+    `body` is the event's compact JSON when the caller already has it (a
+    `PendingEvent` carries it): the time is spliced in, nothing re-encoded.
+    """
+    if body is None:
+        body = event.model_dump_json().encode()
+    return b'%s,"ts":"%s"}' % (body[:-1], ts.isoformat().encode())
 
 
 def decode_event(seq: int, plaintext: bytes) -> StoredEvent:
@@ -76,7 +80,7 @@ def seal_events(keyring: Keyring, events: Sequence[PendingEvent]) -> dict[str, l
     payloads: list[bytes] = []
     for item in events:
         sealed = keyring.encrypt(
-            encode_event(item.event, item.ts), event_aad(item.run_id, item.seq)
+            encode_event(item.event, item.ts, item.body), event_aad(item.run_id, item.seq)
         )
         run_ids.append(item.run_id)
         seqs.append(item.seq)
