@@ -8,7 +8,7 @@ viewer is registered with the run's tail *before* it reads the table, so
 whatever the tail publishes meanwhile waits in the queue, and the rule drops
 what the table read already delivered.
 
-The queue is bounded. A viewer that falls behind (a slow client, a full
+The queue is bounded, in frames and in bytes. A viewer that falls behind (a slow client, a full
 socket) is not allowed to grow it: the tail marks it overflowed and drops
 its queue, and the viewer goes back to the table from `last`, as a new
 viewer would. Memory stays bounded and nothing is skipped, because the table
@@ -25,8 +25,7 @@ import contextlib
 import enum
 import json
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 
 from broker.web.sse import encode_event
 from models.events import StoredEvent, is_terminal
@@ -34,49 +33,91 @@ from models.ids import RunId
 from subscribe.errors import StreamBroken
 
 __all__ = [
+    "CATCH_UP_BYTES",
     "CATCH_UP_LIMIT",
+    "QUEUE_BYTES",
     "Disposition",
     "Frame",
+    "FramePage",
     "Hook",
     "ReadAfter",
     "Viewer",
     "classify",
     "follow",
+    "follow_batches",
     "frame_of",
 ]
 
 CATCH_UP_LIMIT = 500
 """Rows per table read while catching up: bounds a viewer's memory, not its progress."""
 
+CATCH_UP_BYTES = 4 * 1024 * 1024
+"""Stored bytes per table read (one event at least): the same bound, for large events."""
+
+QUEUE_BYTES = 8 * 1024 * 1024
+"""A viewer queue's default byte budget (the queued frames' JSON)."""
+
 ReadAfter = Callable[[int, int], Awaitable[Sequence["Frame"]]]
-"""`read_after(last, limit)`: up to `limit` frames of the table with `seq > last`, in order."""
+"""`read_after(last, limit)`: up to `limit` frames of the table with `seq > last`, in order.
+
+A `FramePage` says whether the table holds more; a plain sequence is taken to
+be the end once it is shorter than `limit`."""
 
 Hook = Callable[[str], Awaitable[None]]
 """Called at the hand-over's stages, "registered" and "caught_up" (tests force races there)."""
 
 
-@dataclass(frozen=True, slots=True)
 class Frame:
-    """A stored event encoded once, shared by every viewer that receives it."""
+    """A stored event encoded once, shared by every viewer that receives it.
 
-    event: StoredEvent
-    json: str
-    sse: bytes
-    ndjson: bytes
+    The JSON is kept once, as UTF-8 bytes (`size` counts them); the SSE block
+    is built on first use and then shared, and the NDJSON line likewise.
+    """
+
+    __slots__ = ("_ndjson", "_sse", "body", "event", "seq", "terminal")
+
+    def __init__(self, event: StoredEvent, body: bytes) -> None:
+        self.event = event
+        self.body = body
+        self.seq = event.seq
+        self.terminal = is_terminal(event.event)
+        self._sse: bytes | None = None
+        self._ndjson: bytes | None = None
 
     @property
-    def seq(self) -> int:
-        return self.event.seq
+    def size(self) -> int:
+        """The event's JSON in bytes: what the byte budgets count."""
+        return len(self.body)
 
     @property
-    def terminal(self) -> bool:
-        return is_terminal(self.event.event)
+    def json(self) -> str:
+        return self.body.decode()
+
+    @property
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = encode_event(self.body.decode(), id=self.seq)
+        return self._sse
+
+    @property
+    def ndjson(self) -> bytes:
+        if self._ndjson is None:
+            self._ndjson = self.body + b"\n"
+        return self._ndjson
+
+
+class FramePage(list[Frame]):
+    """Frames of one table read, and whether the table held more after the last."""
+
+    def __init__(self, frames: Iterable[Frame] = (), *, more: bool = False) -> None:
+        super().__init__(frames)
+        self.more = more
 
 
 def frame_of(event: StoredEvent) -> Frame:
-    """Encode an event for the wire: its JSON, SSE frame and NDJSON line."""
+    """Encode an event for the wire (its JSON; SSE and NDJSON on first use)."""
     text = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)
-    return Frame(event, text, encode_event(text, id=event.seq), (text + "\n").encode())
+    return Frame(event, text.encode())
 
 
 class Disposition(enum.Enum):
@@ -95,40 +136,64 @@ def classify(last: int, seq: int) -> Disposition:
 
 
 class Viewer:
-    """One connection's place in a run's tail: a bounded queue of frames."""
+    """One connection's place in a run's tail: a queue bounded in frames and in bytes."""
 
-    __slots__ = ("_queue", "_ready", "closed", "maxsize", "overflowed", "run_id")
+    __slots__ = (
+        "_bytes",
+        "_queue",
+        "_ready",
+        "closed",
+        "max_bytes",
+        "maxsize",
+        "overflowed",
+        "run_id",
+    )
 
-    def __init__(self, run_id: RunId, maxsize: int) -> None:
+    def __init__(self, run_id: RunId, maxsize: int, max_bytes: int = QUEUE_BYTES) -> None:
         self.run_id = run_id
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self.overflowed = False
         self.closed = False
         self._queue: deque[Frame] = deque()
+        self._bytes = 0
         self._ready = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._queue)
 
+    @property
+    def queued_bytes(self) -> int:
+        """The queued frames' JSON, in bytes (never above `max_bytes` but for a lone
+        terminal frame kept after an overflow)."""
+        return self._bytes
+
     def offer(self, frames: Sequence[Frame]) -> None:
-        """Queue frames from the tail; past `maxsize`, drop the queue and cut the viewer loose."""
+        """Queue frames from the tail; past `maxsize` frames or `max_bytes`, drop the queue
+        and cut the viewer loose (it reads the table from its cursor)."""
         if self.closed or not frames:
             return
-        if not self.overflowed and len(self._queue) + len(frames) <= self.maxsize:
+        size = sum(frame.size for frame in frames)
+        fits = len(self._queue) + len(frames) <= self.maxsize
+        if not self.overflowed and fits and self._bytes + size <= self.max_bytes:
             self._queue.extend(frames)
+            self._bytes += size
         else:
             self.overflowed = True
             self._queue.clear()
+            self._bytes = 0
             if frames[-1].terminal:
                 # Kept: a viewer whose cursor is already past the table's end learns
                 # from it alone that nothing more will come.
                 self._queue.append(frames[-1])
+                self._bytes = frames[-1].size
         self._ready.set()
 
     def close(self) -> None:
         """End the viewer's stream at its next wait (the process is shutting down)."""
         self.closed = True
         self._queue.clear()
+        self._bytes = 0
         self._ready.set()
 
     async def wait(self, idle_s: float) -> bool:
@@ -146,6 +211,7 @@ class Viewer:
         frames = list(self._queue)
         overflowed = self.overflowed
         self._queue.clear()
+        self._bytes = 0
         self.overflowed = False
         self._ready.clear()
         return frames, overflowed
@@ -168,34 +234,43 @@ class _Position:
 
 async def _from_table(
     read_after: ReadAfter, position: _Position, limit: int
-) -> AsyncGenerator[Frame, None]:
-    """The table's frames after `position.last` up to its end (or the terminal one)."""
+) -> AsyncGenerator[list[Frame], None]:
+    """The table's frames after `position.last` up to its end (or the terminal one),
+    one list per read."""
     while True:
         batch = await read_after(position.last, limit)
+        due: list[Frame] = []
         for frame in batch:
             if classify(position.last, frame.seq) is not Disposition.DELIVER:
                 # The table is a contiguous prefix; anything else means rows went missing.
                 if frame.seq <= position.last:
                     continue
+                if due:
+                    yield due
                 raise StreamBroken(f"table gap after seq {position.last} (next {frame.seq})")
             position.advance(frame)
-            yield frame
+            due.append(frame)
             if position.ended:
-                return
-        if len(batch) < limit:
+                break
+        if due:
+            yield due
+        if position.ended:
+            return
+        more = batch.more if isinstance(batch, FramePage) else len(batch) >= limit
+        if not more:
             return
 
 
 async def _table(
     read_after: ReadAfter, position: _Position, limit: int
-) -> AsyncGenerator[Frame, None]:
+) -> AsyncGenerator[list[Frame], None]:
     """`_from_table`, closed properly however the consumer stops."""
-    async with contextlib.aclosing(_from_table(read_after, position, limit)) as rows:
-        async for frame in rows:
-            yield frame
+    async with contextlib.aclosing(_from_table(read_after, position, limit)) as pages:
+        async for page in pages:
+            yield page
 
 
-async def follow(
+async def follow_batches(
     viewer: Viewer,
     after: int,
     read_after: ReadAfter,
@@ -203,8 +278,9 @@ async def follow(
     idle_s: float,
     limit: int = CATCH_UP_LIMIT,
     hook: Hook | None = None,
-) -> AsyncGenerator[Frame | None, None]:
-    """A registered viewer's frames after `after`, through the terminal one.
+) -> AsyncGenerator[list[Frame] | None, None]:
+    """A registered viewer's frames after `after`, through the terminal one, as lists:
+    one per table read and one per wake-up (every frame due at that moment).
 
     Yields None after every `idle_s` without frames (the caller's keepalive).
     Returns after the terminal frame, or when the viewer is closed.
@@ -212,8 +288,8 @@ async def follow(
     position = _Position(after)
     if hook is not None:
         await hook("registered")
-    async for frame in _table(read_after, position, limit):
-        yield frame
+    async for page in _table(read_after, position, limit):
+        yield page
     if position.ended:
         return
     if hook is not None:
@@ -227,23 +303,51 @@ async def follow(
             # Cut loose: everything the queue dropped is in the table. Frames the tail
             # publishes while this reads are queued again, so the hand-over is the same
             # as a new viewer's. (`frames` holds at most the kept terminal frame.)
-            async for frame in _table(read_after, position, limit):
-                yield frame
+            async for page in _table(read_after, position, limit):
+                yield page
             if position.ended:
                 return
+        due: list[Frame] = []
         for frame in frames:
             if classify(position.last, frame.seq) is Disposition.GAP:
-                async for missing in _table(read_after, position, limit):
-                    yield missing
+                if due:
+                    yield due
+                    due = []
+                async for page in _table(read_after, position, limit):
+                    yield page
                 if position.ended:
                     return
                 if classify(position.last, frame.seq) is Disposition.GAP:
                     raise StreamBroken(f"seq {position.last + 1} is not in the table")
             if classify(position.last, frame.seq) is Disposition.DUPLICATE:
                 if frame.terminal:
-                    return  # the cursor was at or past the end: nothing more will come
+                    break  # the cursor was at or past the end: nothing more will come
                 continue
             position.advance(frame)
-            yield frame
+            due.append(frame)
             if position.ended:
-                return
+                break
+        if due:
+            yield due
+        if position.ended or (frames and frames[-1].terminal and position.last >= frames[-1].seq):
+            return
+
+
+async def follow(
+    viewer: Viewer,
+    after: int,
+    read_after: ReadAfter,
+    *,
+    idle_s: float,
+    limit: int = CATCH_UP_LIMIT,
+    hook: Hook | None = None,
+) -> AsyncGenerator[Frame | None, None]:
+    """`follow_batches`, one frame at a time (None: the caller's keepalive)."""
+    batches = follow_batches(viewer, after, read_after, idle_s=idle_s, limit=limit, hook=hook)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            if batch is None:
+                yield None
+                continue
+            for frame in batch:
+                yield frame

@@ -222,14 +222,11 @@ class MemoryStore:
     def _read(self, run_id: RunId, after: int, limit: int, max_bytes: int | None) -> EventPage:
         """As the SQL: rows within `limit` and `max_bytes` (the events' JSON here), one at least."""
         run = self._runs.get(run_id)
-        if run is None:
-            return EventPage()
-        page, size = EventPage(), 0
-        for seq in sorted(s for s in run.events if s > after):
-            event = run.events[seq]
-            if max_bytes is not None:
-                size += len(event.event.model_dump_json().encode())
-            if page and (len(page) >= limit or (max_bytes is not None and size > max_bytes)):
+        events, page, size, budget = run.events if run else {}, EventPage(), 0, max_bytes or 2**62
+        for seq in sorted(s for s in events if s > after):
+            event = events[seq]
+            size += len(event.event.model_dump_json().encode()) if max_bytes else 0
+            if page and (len(page) >= limit or size > budget):
                 page.more = True
                 break
             page.append(event)
