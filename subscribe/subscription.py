@@ -41,6 +41,7 @@ from subscribe.viewer import (
     Hook,
     follow_batches,
     frame_of,
+    frame_of_raw,
 )
 
 __all__ = [
@@ -90,8 +91,8 @@ class _Reader:
 
     async def __call__(self, last: int, limit: int) -> FramePage:
         self._metrics.catchup_reads.inc()
-        page = await self._store.read_events(self._run_id, last, limit, self._max_bytes)
-        return FramePage((frame_of(e) for e in page), more=page.more)
+        page = await self._store.read_raw_events(self._run_id, last, limit, self._max_bytes)
+        return FramePage((frame_of_raw(e) for e in page), more=page.more)
 
 
 async def due_batches(

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from broker.store.records import RawEvent
 from models.events import StoredEvent
 from models.ids import RunId
-from subscribe.viewer import Frame, Viewer, frame_of
+from subscribe.viewer import Frame, Viewer, frame_of, frame_of_raw
 
 __all__ = ["Tail"]
 
@@ -46,13 +47,13 @@ class Tail:
             # already past it; then this is what tells it the run is over.
             viewer.offer([self.terminal])
 
-    def publish(self, events: Sequence[StoredEvent]) -> list[Frame]:
+    def publish(self, events: Sequence[StoredEvent | RawEvent]) -> list[Frame]:
         """Encode the events that continue the head once, and offer them to every viewer."""
         frames: list[Frame] = []
         for event in events:
             if self.finished or event.seq != self.head + 1:
                 continue
-            frame = frame_of(event)
+            frame = frame_of_raw(event) if isinstance(event, RawEvent) else frame_of(event)
             frames.append(frame)
             self.head = event.seq
             if frame.terminal:

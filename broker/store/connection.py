@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from broker.errors import Conflict, DatabaseUnavailable
 from broker.store.crypto import Keyring
-from broker.store.records import PendingEvent
-from broker.store.sealing import open_event, seal_events
+from broker.store.records import PendingEvent, RawEvent
+from broker.store.sealing import open_event, open_plaintext, seal_events
 from models.events import StoredEvent
 
 __all__ = ["Connected"]
@@ -52,3 +52,7 @@ class Connected:
     def open_event(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> StoredEvent:
         """Decrypt and validate one stored row."""
         return open_event(self.keyring, run_id, seq, key_id, payload)
+
+    def open_raw(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> RawEvent:
+        """Decrypt one stored row, unparsed."""
+        return RawEvent(seq, open_plaintext(self.keyring, run_id, seq, key_id, payload))

@@ -22,17 +22,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.errors import Conflict, DatabaseUnavailable, NotFound
+from broker.store.memory_listening import MemoryListening
 from broker.store.notify import notify_payloads
 from broker.store.records import (
     EventPage,
     IntegrationRecord,
     PendingEvent,
+    RawPage,
     RunFlush,
     RunRecord,
     RunState,
     StoredMessage,
     ThreadRecord,
 )
+from broker.store.sealing import raw_page
 from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
 from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId, new_id
 from models.status import ACTIVE_STATUSES
@@ -46,34 +49,6 @@ class _Run:
     lease_expires_at: datetime | None
     aborted_by: str | None = None
     events: dict[int, StoredEvent] = field(default_factory=dict)
-
-
-class MemoryListening:
-    """A LISTEN subscription of the in-memory store."""
-
-    def __init__(
-        self, store: MemoryStore, on_payload: Callable[[str], None], on_lost: Callable[[], None]
-    ) -> None:
-        self._store = store
-        self.on_payload = on_payload
-        self.on_lost = on_lost
-        self._closed = False
-
-    @property
-    def backend_pid(self) -> int | None:
-        return None
-
-    def is_closed(self) -> bool:
-        return self._closed
-
-    async def ping(self) -> None:
-        if self._closed:
-            raise DatabaseUnavailable("LISTEN connection closed")
-        await self._store.check_available()
-
-    async def close(self) -> None:
-        self._closed = True
-        self._store.forget(self)
 
 
 class MemoryStore:
@@ -218,6 +193,11 @@ class MemoryStore:
     ) -> EventPage:
         await self.check_available()
         return self._read(run_id, after, limit, max_bytes)
+
+    async def read_raw_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> RawPage:
+        return raw_page(await self.read_events(run_id, after, limit, max_bytes))
 
     def _read(self, run_id: RunId, after: int, limit: int, max_bytes: int | None) -> EventPage:
         """As the SQL: rows within `limit` and `max_bytes` (the events' JSON here), one at least."""
@@ -381,13 +361,13 @@ class MemoryStore:
 
     async def read_events_many(
         self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
-    ) -> dict[RunId, EventPage]:
+    ) -> dict[RunId, RawPage]:
         await self.check_available()
-        found: dict[RunId, EventPage] = {}
+        found: dict[RunId, RawPage] = {}
         for run_id, head in heads.items():
             page = self._read(run_id, head, limit_per_run, max_bytes_per_run)
             if page:
-                found[run_id] = page
+                found[run_id] = raw_page(page)
         return found
 
     async def listen(

@@ -22,6 +22,7 @@ from broker.store.records import (
     EventPage,
     IntegrationRecord,
     PendingEvent,
+    RawPage,
     RunFlush,
     RunRecord,
     RunState,
@@ -82,9 +83,10 @@ class ProducerReads(Protocol):
 class TailPort(Protocol):
     async def read_events_many(
         self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
-    ) -> dict[RunId, EventPage]:
-        """Each run's events with `seq >` its head, in order: at most `limit_per_run` each and
-        `max_bytes_per_run` stored bytes (one event at least); runs without one are left out."""
+    ) -> dict[RunId, RawPage]:
+        """Each run's events with `seq >` its head, in order, decrypted but not parsed: at most
+        `limit_per_run` each and `max_bytes_per_run` stored bytes (one event at least); runs
+        without one are left out."""
         ...
 
     async def listen(
@@ -104,6 +106,12 @@ class SubscriptionReads(Protocol):
     ) -> EventPage:
         """The run's events with `seq > after`, in order: at most `limit` and `max_bytes`
         stored bytes (one event at least); `EventPage.more` if the table holds more."""
+        ...
+
+    async def read_raw_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> RawPage:
+        """`read_events`, decrypted but not parsed (for readers that only pass events on)."""
         ...
 
     async def list_messages(

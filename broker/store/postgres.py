@@ -32,6 +32,7 @@ from broker.store.notify import notify_payloads
 from broker.store.records import (
     EventPage,
     PendingEvent,
+    RawPage,
     RunFlush,
     RunRecord,
     RunState,
@@ -189,8 +190,19 @@ class Store(MessageQueries, IntegrationQueries):
     ) -> EventPage:
         """The run's events with `seq > after`, in order: at most `limit`, and at most
         `max_bytes` of stored payload (one event at least); `more` if the table has more."""
+        page = EventPage()
+        for row in await self._read_pages({run_id: after}, limit, max_bytes):
+            if row.keep:
+                page.append(self.open_event(row.run_id, row.seq, row.key_id, row.payload))
+            page.more = page.more or not row.keep
+        return page
+
+    async def read_raw_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> RawPage:
+        """`read_events`, decrypted but not parsed."""
         pages = await self.read_events_many({run_id: after}, limit, max_bytes)
-        return pages.get(run_id, EventPage())
+        return pages.get(run_id, RawPage())
 
     # --- write side ---------------------------------------------------------------------
 
@@ -343,26 +355,31 @@ class Store(MessageQueries, IntegrationQueries):
 
     async def read_events_many(
         self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
-    ) -> dict[RunId, EventPage]:
-        """Each run's events with `seq >` its head, in order, bounded as `read_events`."""
+    ) -> dict[RunId, RawPage]:
+        """Each run's events with `seq >` its head, in order, bounded and raw as
+        `read_raw_events`; runs without one are left out."""
+        found: dict[RunId, RawPage] = {}
+        for row in await self._read_pages(heads, limit_per_run, max_bytes_per_run):
+            page = found.setdefault(RunId(row.run_id), RawPage())
+            if row.keep:
+                page.append(self.open_raw(row.run_id, row.seq, row.key_id, row.payload))
+            page.more = page.more or not row.keep
+        return found
+
+    async def _read_pages(
+        self, heads: Mapping[RunId, int], limit: int, max_bytes: int | None
+    ) -> Sequence[sa.Row[Any]]:
+        """`READ_EVENTS_MANY`'s rows: kept ones, and one marker past each cut page."""
         if not heads:
-            return {}
+            return []
         params = {
             "run_ids": list(heads),
             "afters": list(heads.values()),
-            "limit": limit_per_run,
-            "max_bytes": NO_BYTE_LIMIT if max_bytes_per_run is None else max_bytes_per_run,
+            "limit": limit,
+            "max_bytes": NO_BYTE_LIMIT if max_bytes is None else max_bytes,
         }
         async with self.transaction() as conn:
-            rows = (await conn.execute(READ_EVENTS_MANY, params)).all()
-        found: dict[RunId, EventPage] = {}
-        for row in rows:
-            page = found.setdefault(RunId(row.run_id), EventPage())
-            if row.keep:
-                page.append(self.open_event(row.run_id, row.seq, row.key_id, row.payload))
-            else:
-                page.more = True
-        return found
+            return (await conn.execute(READ_EVENTS_MANY, params)).all()
 
     async def listen(
         self, on_payload: Callable[[str], None], on_lost: Callable[[], None]

@@ -20,6 +20,8 @@ __all__ = [
     "EventPage",
     "IntegrationRecord",
     "PendingEvent",
+    "RawEvent",
+    "RawPage",
     "RunEnding",
     "RunFlush",
     "RunRecord",
@@ -63,6 +65,23 @@ class EventPage(list[StoredEvent]):
     """
 
     def __init__(self, events: Iterable[StoredEvent] = (), *, more: bool = False) -> None:
+        super().__init__(events)
+        self.more = more
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A stored event as it was sealed: its JSON with `ts` (`broker.store.sealing`),
+    decrypted and authenticated but not parsed, for readers that only pass it on."""
+
+    seq: int
+    plaintext: bytes
+
+
+class RawPage(list[RawEvent]):
+    """`EventPage` of raw events."""
+
+    def __init__(self, events: Iterable[RawEvent] = (), *, more: bool = False) -> None:
         super().__init__(events)
         self.more = more
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from broker.store.crypto import Keyring, Sealed
-from broker.store.records import PendingEvent
+from broker.store.records import EventPage, PendingEvent, RawEvent, RawPage
 from models.events import StoredEvent, StreamEvent, parse_event
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "open_credentials",
     "open_event",
     "open_message",
+    "open_plaintext",
+    "raw_page",
     "seal_credentials",
     "seal_events",
     "seal_message",
@@ -93,7 +95,15 @@ def open_event(
     keyring: Keyring, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes
 ) -> StoredEvent:
     """Decrypt and validate one stored event row; `CryptoError` if it was moved or altered."""
-    return decode_event(seq, keyring.decrypt(key_id, payload, event_aad(run_id, seq)))
+    return decode_event(seq, open_plaintext(keyring, run_id, seq, key_id, payload))
+
+
+def open_plaintext(
+    keyring: Keyring, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes
+) -> bytes:
+    """Decrypt one stored event row to its `encode_event` JSON, unparsed; `CryptoError`
+    if it was moved or altered."""
+    return keyring.decrypt(key_id, payload, event_aad(run_id, seq))
 
 
 def seal_message(keyring: Keyring, message_id: uuid.UUID, content: str) -> Sealed:
@@ -122,3 +132,9 @@ def open_credentials(
         keyring.decrypt(key_id, blob, integration_aad(integration_id))
     )
     return credentials
+
+
+def raw_page(page: EventPage) -> RawPage:
+    """A page of parsed events as the raw page the same rows would have been."""
+    raw = (RawEvent(e.seq, encode_event(e.event, e.ts)) for e in page)
+    return RawPage(raw, more=page.more)

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from broker.store.postgres import Store
-from broker.store.records import EventPage, PendingEvent
+from broker.store.records import PendingEvent, RawPage
 from broker.web.metrics import Metrics
 from models.events import Text, TextData
 from models.ids import RunId
 from subscribe.hub import Hub
 from subscribe.subscription import due_batches
-from subscribe.viewer import FramePage, follow_batches, frame_of
+from subscribe.viewer import FramePage, follow_batches, frame_of_raw
 from tests.e2e.test_subscribe_support import new_run, pending, until
 
 MB = 1_000_000
@@ -29,21 +29,22 @@ def big(run_id: RunId, seq: int) -> PendingEvent:
     return pending(run_id, seq, Text(data=TextData(text=f"{seq}:" + "x" * MB)))
 
 
-def held(page: EventPage) -> int:
+def held(page: RawPage) -> int:
     """The bytes a read put in memory: its events' JSON."""
-    return sum(frame_of(event).size for event in page)
+    return sum(len(event.plaintext) for event in page)
 
 
 class CountingStore(Store):
-    """The real store, remembering the stored events of every read it answered."""
+    """The real store, remembering every read it answered (`read_raw_events` included:
+    it reads through `read_events_many`)."""
 
     def __init__(self, store: Store) -> None:
         super().__init__(store.engine, store.keyring)
-        self.reads: list[EventPage] = []
+        self.reads: list[RawPage] = []
 
     async def read_events_many(
         self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
-    ) -> dict[RunId, EventPage]:
+    ) -> dict[RunId, RawPage]:
         found = await super().read_events_many(heads, limit_per_run, max_bytes_per_run)
         self.reads.extend(found.values())
         return found
@@ -87,8 +88,8 @@ async def test_a_stalled_viewer_queue_stays_within_its_byte_budget(store: Store)
         assert viewer.overflowed  # and was cut loose when the next one did not
 
         async def read_after(last: int, limit: int) -> FramePage:
-            page = await reads.read_events(run.run_id, last, limit, BUDGET)
-            return FramePage((frame_of(e) for e in page), more=page.more)
+            page = await reads.read_raw_events(run.run_id, last, limit, BUDGET)
+            return FramePage((frame_of_raw(e) for e in page), more=page.more)
 
         delivered: list[int] = []
         batches = follow_batches(viewer, 0, read_after, idle_s=5.0)

@@ -25,6 +25,7 @@ from broker.store.ports import (
     TailPort,
 )
 from broker.store.postgres import Store
+from broker.store.sealing import decode_event
 from broker.store.records import PendingEvent, RunEnding, RunFlush, RunRecord
 from models.events import ChatMessage, Complete, CompleteData, StoredEvent, Text, TextData
 from models.ids import IntegrationId, RunId, WorkspaceId, new_id
@@ -181,6 +182,11 @@ async def test_reads_are_bounded_by_rows_and_bytes_and_say_when_more_is_there(
     assert (seqs(page), page.more) == ([5, 6], False)
     page = await adapter.read_events(run.run_id, 6, limit=10, max_bytes=10)
     assert (seqs(page), page.more) == ([], False)
+    # The raw read is the same page, decrypted but not parsed.
+    parsed = await adapter.read_events(run.run_id, 0, limit=100, max_bytes=2_500)
+    raw = await adapter.read_raw_events(run.run_id, 0, limit=100, max_bytes=2_500)
+    assert ([e.seq for e in raw], raw.more) == (seqs(parsed), parsed.more)
+    assert [decode_event(r.seq, r.plaintext) for r in raw] == list(parsed)
 
     other = await _run(adapter, "b")
     found = await adapter.read_events_many(
