@@ -25,8 +25,8 @@ from broker.store.ports import (
     TailPort,
 )
 from broker.store.postgres import Store
-from broker.store.sealing import decode_event
 from broker.store.records import PendingEvent, RunEnding, RunFlush, RunRecord
+from broker.store.sealing import decode_event
 from models.events import ChatMessage, Complete, CompleteData, StoredEvent, Text, TextData
 from models.ids import IntegrationId, RunId, WorkspaceId, new_id
 
