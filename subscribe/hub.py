@@ -37,7 +37,7 @@ from broker.web.settings import Settings
 from models.ids import RunId
 from subscribe.listener import Listener
 from subscribe.tail import Tail
-from subscribe.viewer import CATCH_UP_BYTES, QUEUE_BYTES, Viewer
+from subscribe.viewer import CATCH_UP_BYTES, QUEUE_BYTES, Frame, Viewer
 
 __all__ = ["HandoverHook", "Hub"]
 
@@ -170,6 +170,11 @@ class Hub:
     @property
     def viewer_count(self) -> int:
         return sum(len(tail.viewers) for tail in self._tails.values())
+
+    def recent(self, run_id: RunId, after: int) -> list[Frame] | None:
+        """The run's frames after `after` from its tail's ring, None if not all there."""
+        tail = self._tails.get(run_id)
+        return tail.recent(after) if tail is not None else None
 
     def tail_head(self, run_id: RunId) -> int | None:
         """The last seq the run's tail published here, None if it is not tailed."""

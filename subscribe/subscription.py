@@ -95,6 +95,26 @@ class _Reader:
         return FramePage((frame_of_raw(e) for e in page), more=page.more)
 
 
+class _RingFirst:
+    """A live viewer's table: its first read served from the tail's ring when the ring
+    holds everything after the cursor (the viewer is registered, so what the tail
+    publishes next is in its queue); every other read from the table."""
+
+    def __init__(self, hub: Hub, run_id: RunId, table: _Reader) -> None:
+        self._hub = hub
+        self._run_id = run_id
+        self._table = table
+        self._first = True
+
+    async def __call__(self, last: int, limit: int) -> FramePage:
+        if self._first:
+            self._first = False
+            recent = self._hub.recent(self._run_id, last)
+            if recent is not None:
+                return FramePage(recent[:limit], more=len(recent) > limit)
+        return await self._table(last, limit)
+
+
 async def due_batches(
     store: SubscriptionReads,
     metrics: Metrics,
@@ -168,7 +188,7 @@ async def live_batches(
     run_id = state.record.run_id
     viewer = hub.join(run_id, state.head)
     try:
-        read = _Reader(store, metrics, state, hub.catchup_read_bytes)
+        read = _RingFirst(hub, run_id, _Reader(store, metrics, state, hub.catchup_read_bytes))
         items = follow_batches(viewer, after, read, idle_s=idle_s, hook=_hook(hub, run_id))
         async with contextlib.aclosing(items):
             async for item in items:
