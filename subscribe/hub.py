@@ -157,6 +157,7 @@ class Hub:
         if tail is None or viewer not in tail.viewers:
             return
         tail.viewers.discard(viewer)
+        viewer.close()  # nothing reads it any more: drop its timer now
         self._metrics.viewers.dec()
         if not tail.viewers:
             del self._tails[viewer.run_id]

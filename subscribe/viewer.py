@@ -23,17 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
-from broker.store.records import RawEvent
-from broker.store.sealing import decode_event
-from broker.web.sse import encode_event
-from models.events import TERMINAL_EVENT_TYPES, StoredEvent, is_terminal, parse_event
 from models.ids import RunId
 from subscribe.errors import StreamBroken
+from subscribe.frame import Frame, FramePage, frame_of, frame_of_raw
 
 __all__ = [
     "CATCH_UP_BYTES",
@@ -71,100 +66,6 @@ Hook = Callable[[str], Awaitable[None]]
 """Called at the hand-over's stages, "registered" and "caught_up" (tests force races there)."""
 
 
-class Frame:
-    """A stored event encoded once, shared by every viewer that receives it.
-
-    The JSON is kept once, as UTF-8 bytes (`size` counts them); the SSE block
-    is built on first use and then shared, and the NDJSON line likewise. A
-    frame made from a raw row (`frame_of_raw`) parses its event only if asked.
-    """
-
-    __slots__ = ("_event", "_ndjson", "_sse", "body", "seq", "terminal")
-
-    def __init__(
-        self, seq: int, body: bytes, *, terminal: bool, event: StoredEvent | None = None
-    ) -> None:
-        self.seq = seq
-        self.body = body
-        self.terminal = terminal
-        self._event = event
-        self._sse: bytes | None = None
-        self._ndjson: bytes | None = None
-
-    @property
-    def event(self) -> StoredEvent:
-        """The event, parsed from the JSON on first use if the frame was built from it."""
-        if self._event is None:
-            wire = json.loads(self.body)
-            body = {"event_type": wire["event_type"], "data": wire["data"]}
-            self._event = StoredEvent(seq=self.seq, ts=wire["ts"], event=parse_event(body))
-        return self._event
-
-    @property
-    def size(self) -> int:
-        """The event's JSON in bytes: what the byte budgets count."""
-        return len(self.body)
-
-    @property
-    def json(self) -> str:
-        return self.body.decode()
-
-    @property
-    def sse(self) -> bytes:
-        if self._sse is None:
-            self._sse = encode_event(self.body.decode(), id=self.seq)
-        return self._sse
-
-    @property
-    def ndjson(self) -> bytes:
-        if self._ndjson is None:
-            self._ndjson = self.body + b"\n"
-        return self._ndjson
-
-
-class FramePage(list[Frame]):
-    """Frames of one table read, and whether the table held more after the last."""
-
-    def __init__(self, frames: Iterable[Frame] = (), *, more: bool = False) -> None:
-        super().__init__(frames)
-        self.more = more
-
-
-def frame_of(event: StoredEvent) -> Frame:
-    """Encode an event for the wire (its JSON; SSE and NDJSON on first use)."""
-    text = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)
-    return Frame(event.seq, text.encode(), terminal=is_terminal(event.event), event=event)
-
-
-_TYPE = b'{"event_type":"'
-_TS = b',"ts":"'
-
-
-def frame_of_raw(raw: RawEvent) -> Frame:
-    """The frame of a decrypted row, without parsing it: `frame_of`'s JSON, spliced.
-
-    The stored JSON is `{"event_type":…,"data":…,"ts":"<ISO>"}`
-    (`broker.store.sealing.encode_event`); the wire's is the same with `seq`
-    first and the time as `StoredEvent.to_wire` writes it. Anything else is
-    parsed and encoded the long way.
-    """
-    text = raw.plaintext
-    cut = text.rfind(_TS)
-    end = text.find(b'"', len(_TYPE))
-    if not text.startswith(_TYPE) or cut < 0 or end < 0 or not text.endswith(b'"}'):
-        return frame_of(decode_event(raw.seq, text))
-    ts = _wire_ts(datetime.fromisoformat(text[cut + len(_TS) : -2].decode()))
-    body = b'{"seq":%d,%s,"ts":"%s"}' % (raw.seq, text[1:cut], ts)
-    terminal = text[len(_TYPE) : end].decode() in TERMINAL_EVENT_TYPES
-    return Frame(raw.seq, body, terminal=terminal)
-
-
-def _wire_ts(ts: datetime) -> bytes:
-    """`StoredEvent.to_wire`'s time: UTC, milliseconds, `Z` (a unit test holds them equal)."""
-    utc = ts.astimezone(UTC)
-    return b"%s.%03dZ" % (utc.strftime("%Y-%m-%dT%H:%M:%S").encode(), utc.microsecond // 1000)
-
-
 class Disposition(enum.Enum):
     DELIVER = "deliver"
     DUPLICATE = "duplicate"
@@ -185,8 +86,10 @@ class Viewer:
 
     __slots__ = (
         "_bytes",
+        "_expired",
         "_queue",
         "_ready",
+        "_timer",
         "closed",
         "max_bytes",
         "maxsize",
@@ -203,6 +106,8 @@ class Viewer:
         self._queue: deque[Frame] = deque()
         self._bytes = 0
         self._ready = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -235,21 +140,37 @@ class Viewer:
         self._ready.set()
 
     def close(self) -> None:
-        """End the viewer's stream at its next wait (the process is shutting down)."""
+        """End the viewer's stream at its next wait (shutdown), and drop its timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.closed = True
         self._queue.clear()
         self._bytes = 0
         self._ready.set()
 
     async def wait(self, idle_s: float) -> bool:
-        """Wait until frames, an overflow or a close is pending; False after `idle_s` idle."""
+        """Wait until frames, an overflow or a close is pending (True), or the viewer's
+        idle deadline passes (False: time for a keepalive).
+
+        One timer per viewer, armed for `idle_s` and re-armed only when it fires,
+        not a timeout per wait: a keepalive comes at most every `idle_s`, and may
+        come between frames of a busy stream (it costs a comment line).
+        """
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(idle_s, self._on_deadline)
         if not self._ready.is_set():
-            try:
-                async with asyncio.timeout(idle_s):
-                    await self._ready.wait()
-            except TimeoutError:
-                return False
-        return True
+            await self._ready.wait()
+        if self._queue or self.overflowed or self.closed:
+            return True
+        self._ready.clear()  # woken by the deadline alone
+        self._expired = False
+        return False
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self._expired = True
+        self._ready.set()
 
     def take(self) -> tuple[list[Frame], bool]:
         """Everything queued, and whether frames were dropped since the last take."""
@@ -258,7 +179,8 @@ class Viewer:
         self._queue.clear()
         self._bytes = 0
         self.overflowed = False
-        self._ready.clear()
+        if not self._expired:
+            self._ready.clear()  # else the next wait reports the deadline at once
         return frames, overflowed
 
 
