@@ -47,11 +47,12 @@ __all__ = [
     "frame_of_raw",
 ]
 
-CATCH_UP_LIMIT = 500
-"""Rows per table read while catching up: bounds a viewer's memory, not its progress."""
+CATCH_UP_LIMIT = 10_000
+"""Rows per table read while catching up. Memory is bounded by `CATCH_UP_BYTES`; this
+only caps the row count of small events (a 10,000-event run was 21 reads of 500)."""
 
 CATCH_UP_BYTES = 4 * 1024 * 1024
-"""Stored bytes per table read (one event at least): the same bound, for large events."""
+"""Stored bytes per table read (one event at least): what bounds a reader's memory."""
 
 QUEUE_BYTES = 8 * 1024 * 1024
 """A viewer queue's default byte budget (the queued frames' JSON)."""

@@ -45,6 +45,20 @@ class Connected:
                 raise DatabaseUnavailable(str(exc)) from exc
             raise
 
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection without BEGIN/COMMIT, for single-statement reads (one snapshot
+        each anyway): two round trips fewer on the hot read paths."""
+        try:
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
+
     def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:
         """The parallel arrays of an `unnest` insert, payloads encrypted."""
         return seal_events(self.keyring, events)

@@ -346,7 +346,7 @@ class Store(MessageQueries, IntegrationQueries):
         stmt = sa.select(_runs, max_seq.label("max_seq")).where(
             _runs.c.id == run_id, _runs.c.workspace_id == workspace_id
         )
-        async with self.transaction() as conn:
+        async with self.autocommit() as conn:
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound(f"run {run_id} not found")
@@ -378,7 +378,7 @@ class Store(MessageQueries, IntegrationQueries):
             "limit": limit,
             "max_bytes": NO_BYTE_LIMIT if max_bytes is None else max_bytes,
         }
-        async with self.transaction() as conn:
+        async with self.autocommit() as conn:
             return (await conn.execute(READ_EVENTS_MANY, params)).all()
 
     async def listen(
