@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from broker.store.records import RawEvent
 from broker.store.sealing import decode_event
 from broker.web.sse import encode_event
+from broker.web.wirejson import dumps, escape_line_breaks
 from models.events import TERMINAL_EVENT_TYPES, StoredEvent, is_terminal, parse_event
 
 __all__ = ["Frame", "FramePage", "frame_of", "frame_of_raw"]
@@ -80,7 +81,7 @@ class FramePage(list[Frame]):
 
 def frame_of(event: StoredEvent) -> Frame:
     """Encode an event for the wire (its JSON; SSE and NDJSON on first use)."""
-    text = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    text = dumps(event.to_wire())
     return Frame(event.seq, text.encode(), terminal=is_terminal(event.event), event=event)
 
 
@@ -103,6 +104,8 @@ def frame_of_raw(raw: RawEvent) -> Frame:
         return frame_of(decode_event(raw.seq, text))
     ts = _wire_ts(datetime.fromisoformat(text[cut + len(_TS) : -2].decode()))
     body = b'{"seq":%d,%s,"ts":"%s"}' % (raw.seq, text[1:cut], ts)
+    if b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body or b"\xc2\x85" in body:
+        body = escape_line_breaks(body.decode()).encode()  # as `dumps` writes them
     terminal = text[len(_TYPE) : end].decode() in TERMINAL_EVENT_TYPES
     return Frame(raw.seq, body, terminal=terminal)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.errors import Conflict, DatabaseUnavailable, NotFound
+from broker.errors import Conflict, DatabaseUnavailable, NotFound, RunInProgress
 from broker.store.memory_listening import MemoryListening
 from broker.store.notify import notify_payloads
 from broker.store.records import (
@@ -136,11 +136,13 @@ class MemoryStore:
         message: ChatMessage | None = None,
     ) -> RunRecord:
         await self.check_available()
-        if any(
-            r.record.thread_id == thread.thread_id and r.record.status in ACTIVE_STATUSES
-            for r in self._runs.values()
-        ):
-            raise Conflict(f"thread {thread.thread_id} already has an active run")
+        for other in self._runs.values():
+            if (
+                other.record.thread_id == thread.thread_id
+                and other.record.status in ACTIVE_STATUSES
+            ):
+                busy = other.record.run_id
+                raise RunInProgress(f"thread {thread.thread_id} already has run {busy}", str(busy))
         now = self.clock()
         record = RunRecord(
             RunId(new_id()),
@@ -343,11 +345,11 @@ class MemoryStore:
         return record
 
     async def integration_credentials(
-        self, integration_id: IntegrationId
+        self, integration_id: IntegrationId, *, workspace_id: WorkspaceId | None = None
     ) -> tuple[IntegrationRecord, dict[str, Any]]:
         await self.check_available()
         found = self._integrations.get(integration_id)
-        if found is None:
+        if found is None or workspace_id not in (None, found[0].workspace_id):
             raise NotFound(f"integration {integration_id} not found")
         return found[0], dict(found[1])
 

@@ -17,28 +17,28 @@ flushes, not with events.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from broker.errors import NotFound
+from broker.errors import Conflict, NotFound, RunInProgress
+from broker.store.event_reads import EventReads
 from broker.store.integration_rows import IntegrationQueries
 from broker.store.listening import Listening, listen
 from broker.store.messages import MessageQueries
 from broker.store.notify import notify_payloads
 from broker.store.records import (
-    EventPage,
     PendingEvent,
-    RawPage,
     RunFlush,
     RunRecord,
     RunState,
     ThreadRecord,
 )
-from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY, READ_EVENTS_MANY
+from broker.store.sealing import title_aad
+from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY
 from broker.store.statements import events as _events
 from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
@@ -48,8 +48,6 @@ from models.ids import RunId, ThreadId, WorkspaceId, new_id
 from models.status import ACTIVE_STATUSES
 
 __all__ = ["SEAL_INLINE_BYTES", "Store"]
-
-NO_BYTE_LIMIT = 2**62
 
 SEAL_INLINE_BYTES = 64 * 1024
 """A flush whose events' JSON is larger than this is sealed in a worker thread."""
@@ -72,7 +70,7 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
     )
 
 
-class Store(MessageQueries, IntegrationQueries):
+class Store(EventReads, MessageQueries, IntegrationQueries):
     """The PostgreSQL adapter: every port of `broker.store.ports`, one method per statement."""
 
     # --- workspaces and threads ---------------------------------------------------
@@ -90,16 +88,30 @@ class Store(MessageQueries, IntegrationQueries):
 
     async def create_thread(self, workspace_id: WorkspaceId, title: str | None) -> ThreadRecord:
         """Insert a thread into a workspace."""
+        thread_id = new_id()
+        sealed = (
+            None if title is None else self.keyring.encrypt(title.encode(), title_aad(thread_id))
+        )
         stmt = (
             _threads.insert()
-            .values(id=new_id(), workspace_id=workspace_id, title=title)
+            .values(
+                id=thread_id,
+                workspace_id=workspace_id,
+                title_key_id=sealed.key_id if sealed else None,
+                title=sealed.blob if sealed else None,
+            )
             .returning(*_threads.c)
         )
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one()
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
+
+    def _thread_record(self, row: sa.Row[Any]) -> ThreadRecord:
+        """A thread row with its title opened."""
+        title = None
+        if row.title is not None:
+            title = self.keyring.decrypt(row.title_key_id, row.title, title_aad(row.id)).decode()
+        return ThreadRecord(ThreadId(row.id), WorkspaceId(row.workspace_id), title, row.created_at)
 
     async def get_thread(self, workspace_id: WorkspaceId, thread_id: ThreadId) -> ThreadRecord:
         """A thread of the workspace, or `NotFound` (also for another workspace's)."""
@@ -110,9 +122,7 @@ class Store(MessageQueries, IntegrationQueries):
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound(f"thread {thread_id} not found")
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
 
     # --- runs -------------------------------------------------------------------------
 
@@ -153,12 +163,29 @@ class Store(MessageQueries, IntegrationQueries):
             .returning(*_runs.c)
         )
         arrays = self.seal_events([PendingEvent(run_id, 1, started, now)])
-        async with self.transaction() as conn:
-            row = (await conn.execute(insert_run)).one()
-            await conn.execute(INSERT_EVENTS, arrays)
-            if message is not None:
-                await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        try:
+            async with self.transaction() as conn:
+                row = (await conn.execute(insert_run)).one()
+                await conn.execute(INSERT_EVENTS, arrays)
+                if message is not None:
+                    await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        except Conflict:
+            busy = await self._active_run(thread.thread_id)
+            raise RunInProgress(
+                f"thread {thread.thread_id} already has run {busy or '(just finished)'} "
+                "in progress; wait for it to end or cancel it, then start another",
+                run_id=str(busy) if busy else None,
+            ) from None
         return _run_record(row)
+
+    async def _active_run(self, thread_id: ThreadId) -> RunId | None:
+        """The thread's run pending or streaming, if any."""
+        stmt = sa.select(_runs.c.id).where(
+            _runs.c.thread_id == thread_id, _runs.c.status.in_(("pending", "streaming"))
+        )
+        async with self.transaction() as conn:
+            found = (await conn.execute(stmt)).scalar_one_or_none()
+        return RunId(found) if found is not None else None
 
     async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
         """A run of the workspace, or `NotFound` (also for another workspace's)."""
@@ -184,25 +211,6 @@ class Store(MessageQueries, IntegrationQueries):
                     NOTIFY,
                     {"payloads": notify_payloads((e.run_id, e.seq) for e in events)},
                 )
-
-    async def read_events(
-        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
-    ) -> EventPage:
-        """The run's events with `seq > after`, in order: at most `limit`, and at most
-        `max_bytes` of stored payload (one event at least); `more` if the table has more."""
-        page = EventPage()
-        for row in await self._read_pages({run_id: after}, limit, max_bytes):
-            if row.keep:
-                page.append(self.open_event(row.run_id, row.seq, row.key_id, row.payload))
-            page.more = page.more or not row.keep
-        return page
-
-    async def read_raw_events(
-        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
-    ) -> RawPage:
-        """`read_events`, decrypted but not parsed."""
-        pages = await self.read_events_many({run_id: after}, limit, max_bytes)
-        return pages.get(run_id, RawPage())
 
     # --- write side ---------------------------------------------------------------------
 
@@ -352,34 +360,6 @@ class Store(MessageQueries, IntegrationQueries):
             raise NotFound(f"run {run_id} not found")
         record = _run_record(row)
         return RunState(record, max(record.last_seq, row.max_seq or 0), row.aborted_by)
-
-    async def read_events_many(
-        self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
-    ) -> dict[RunId, RawPage]:
-        """Each run's events with `seq >` its head, in order, bounded and raw as
-        `read_raw_events`; runs without one are left out."""
-        found: dict[RunId, RawPage] = {}
-        for row in await self._read_pages(heads, limit_per_run, max_bytes_per_run):
-            page = found.setdefault(RunId(row.run_id), RawPage())
-            if row.keep:
-                page.append(self.open_raw(row.run_id, row.seq, row.key_id, row.payload))
-            page.more = page.more or not row.keep
-        return found
-
-    async def _read_pages(
-        self, heads: Mapping[RunId, int], limit: int, max_bytes: int | None
-    ) -> Sequence[sa.Row[Any]]:
-        """`READ_EVENTS_MANY`'s rows: kept ones, and one marker past each cut page."""
-        if not heads:
-            return []
-        params = {
-            "run_ids": list(heads),
-            "afters": list(heads.values()),
-            "limit": limit,
-            "max_bytes": NO_BYTE_LIMIT if max_bytes is None else max_bytes,
-        }
-        async with self.autocommit() as conn:
-            return (await conn.execute(READ_EVENTS_MANY, params)).all()
 
     async def listen(
         self, on_payload: Callable[[str], None], on_lost: Callable[[], None]

@@ -51,6 +51,8 @@ EVENTS: list[StreamEvent] = [
 def same(raw_frame: object, frame: object) -> None:
     assert json.loads(raw_frame.body) == json.loads(frame.body)  # type: ignore[attr-defined]
     assert raw_frame.terminal == frame.terminal  # type: ignore[attr-defined]
+    for line_break in (b"\xe2\x80\xa8", b"\xe2\x80\xa9", b"\xc2\x85"):  # design 4.2
+        assert line_break not in raw_frame.body  # type: ignore[attr-defined]
     assert raw_frame.seq == frame.seq  # type: ignore[attr-defined]
     assert raw_frame.event.to_wire() == frame.event.to_wire()  # type: ignore[attr-defined]
 
