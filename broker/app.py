@@ -144,6 +144,8 @@ def _open_write_side(app: FastAPI, stack: contextlib.AsyncExitStack, settings: S
         flush_interval_s=settings.flush_interval_ms / 1000,
         run_buffer_max=settings.run_buffer_max,
         metrics=app.state.metrics,
+        flush_max_events=settings.flush_max_events,
+        flush_max_bytes=settings.flush_max_bytes,
     )
     streams.start()
     stack.push_async_callback(streams.close)

@@ -37,7 +37,7 @@ from broker.web.settings import Settings
 from models.ids import RunId
 from subscribe.listener import Listener
 from subscribe.tail import Tail
-from subscribe.viewer import Viewer
+from subscribe.viewer import CATCH_UP_BYTES, QUEUE_BYTES, Frame, Viewer
 
 __all__ = ["HandoverHook", "Hub"]
 
@@ -47,7 +47,8 @@ HandoverHook = Callable[[str, RunId], Awaitable[None]]
 """Tests set `Hub.hook` to act at a viewer's hand-over stages ("registered", "caught_up")."""
 
 READ_LIMIT = 500
-"""Rows per run per read; a run that fills it is read again at once."""
+"""Rows per run per read (and `catchup_read_bytes` of them); a run cut by either bound is
+read again at once."""
 
 
 class Hub:
@@ -60,6 +61,8 @@ class Hub:
         *,
         poll_interval_s: float,
         viewer_queue_max: int,
+        viewer_queue_max_bytes: int = QUEUE_BYTES,
+        catchup_read_bytes: int = CATCH_UP_BYTES,
         listen: bool = True,
         listen_retry_s: tuple[float, float] = (0.1, 5.0),
         read_limit: int = READ_LIMIT,
@@ -68,6 +71,9 @@ class Hub:
         self._metrics = metrics
         self._poll_s = poll_interval_s
         self._queue_max = viewer_queue_max
+        self._queue_max_bytes = viewer_queue_max_bytes
+        self.catchup_read_bytes = catchup_read_bytes
+        """Stored bytes per table read, for a tail's read and a viewer's catch-up alike."""
         self._read_limit = read_limit
         self._tails: dict[RunId, Tail] = {}
         self._dirty: set[RunId] = set()
@@ -91,6 +97,8 @@ class Hub:
             metrics,
             poll_interval_s=settings.poll_interval_ms / 1000,
             viewer_queue_max=settings.viewer_queue_max,
+            viewer_queue_max_bytes=settings.viewer_queue_max_bytes,
+            catchup_read_bytes=settings.catchup_read_bytes,
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -138,7 +146,7 @@ class Hub:
             # Rows committed since `head` was read sent their NOTIFY before this tail
             # existed: read once now rather than at the next sweep.
             self._mark_dirty(run_id)
-        viewer = Viewer(run_id, self._queue_max)
+        viewer = Viewer(run_id, self._queue_max, self._queue_max_bytes)
         tail.add(viewer)
         self._metrics.viewers.inc()
         return viewer
@@ -149,6 +157,7 @@ class Hub:
         if tail is None or viewer not in tail.viewers:
             return
         tail.viewers.discard(viewer)
+        viewer.close()  # nothing reads it any more: drop its timer now
         self._metrics.viewers.dec()
         if not tail.viewers:
             del self._tails[viewer.run_id]
@@ -162,6 +171,11 @@ class Hub:
     @property
     def viewer_count(self) -> int:
         return sum(len(tail.viewers) for tail in self._tails.values())
+
+    def recent(self, run_id: RunId, after: int) -> list[Frame] | None:
+        """The run's frames after `after` from its tail's ring, None if not all there."""
+        tail = self._tails.get(run_id)
+        return tail.recent(after) if tail is not None else None
 
     def tail_head(self, run_id: RunId) -> int | None:
         """The last seq the run's tail published here, None if it is not tailed."""
@@ -189,13 +203,13 @@ class Hub:
         if not heads:
             return
         self._metrics.tail_reads.inc()
-        found = await self._store.read_events_many(heads, self._read_limit)
+        found = await self._store.read_events_many(heads, self._read_limit, self.catchup_read_bytes)
         for run_id, events in found.items():
             tail = self._tails.get(run_id)
             if tail is None:
                 continue  # its last viewer left during the read
             tail.publish(events)
-            if len(events) >= self._read_limit and not tail.finished:
+            if events.more and not tail.finished:
                 self._mark_dirty(run_id)  # more rows than one read takes
 
     async def _read_loop(self) -> None:

@@ -33,9 +33,25 @@ from models.events import (
 from models.ids import RunId
 from models.status import TERMINAL_STATUSES, event_type_of_status
 from subscribe.hub import Hub
-from subscribe.viewer import CATCH_UP_LIMIT, Frame, Hook, follow, frame_of
+from subscribe.viewer import (
+    CATCH_UP_BYTES,
+    CATCH_UP_LIMIT,
+    Frame,
+    FramePage,
+    Hook,
+    follow_batches,
+    frame_of,
+    frame_of_raw,
+)
 
-__all__ = ["due_frames", "ending_event", "is_finished", "live_frames"]
+__all__ = [
+    "due_batches",
+    "due_frames",
+    "ending_event",
+    "is_finished",
+    "live_batches",
+    "live_frames",
+]
 
 
 def is_finished(state: RunState) -> bool:
@@ -63,41 +79,122 @@ def ending_event(state: RunState, messages: Sequence[StoredMessage]) -> StoredEv
 
 
 class _Reader:
-    """The table of one run, as frames, counted in `catchup_reads`."""
+    """The table of one run, as pages of frames bounded by rows and bytes (`catchup_reads`)."""
 
-    def __init__(self, store: SubscriptionReads, metrics: Metrics, state: RunState) -> None:
+    def __init__(
+        self, store: SubscriptionReads, metrics: Metrics, state: RunState, max_bytes: int
+    ) -> None:
         self._store = store
         self._metrics = metrics
         self._run_id = state.record.run_id
+        self._max_bytes = max_bytes
 
-    async def __call__(self, last: int, limit: int) -> list[Frame]:
+    async def __call__(self, last: int, limit: int) -> FramePage:
         self._metrics.catchup_reads.inc()
-        return [frame_of(e) for e in await self._store.read_events(self._run_id, last, limit)]
+        page = await self._store.read_raw_events(self._run_id, last, limit, self._max_bytes)
+        return FramePage((frame_of_raw(e) for e in page), more=page.more)
 
 
-async def due_frames(
-    store: SubscriptionReads, metrics: Metrics, state: RunState, after: int
-) -> AsyncGenerator[Frame, None]:
-    """What the table holds after `after` now; for a finished run, through its ending."""
-    read = _Reader(store, metrics, state)
+class _RingFirst:
+    """A live viewer's table: its first read served from the tail's ring when the ring
+    holds everything after the cursor (the viewer is registered, so what the tail
+    publishes next is in its queue); every other read from the table."""
+
+    def __init__(self, hub: Hub, run_id: RunId, table: _Reader) -> None:
+        self._hub = hub
+        self._run_id = run_id
+        self._table = table
+        self._first = True
+
+    async def __call__(self, last: int, limit: int) -> FramePage:
+        if self._first:
+            self._first = False
+            recent = self._hub.recent(self._run_id, last)
+            if recent is not None:
+                return FramePage(recent[:limit], more=len(recent) > limit)
+        return await self._table(last, limit)
+
+
+async def due_batches(
+    store: SubscriptionReads,
+    metrics: Metrics,
+    state: RunState,
+    after: int,
+    *,
+    max_bytes: int = CATCH_UP_BYTES,
+) -> AsyncGenerator[list[Frame], None]:
+    """What the table holds after `after` now, one list per read (at most `CATCH_UP_LIMIT`
+    frames and `max_bytes` stored bytes, one frame at least); for a finished run, through
+    its ending."""
+    read = _Reader(store, metrics, state, max_bytes)
     last = after
     while True:
-        batch = await read(last, CATCH_UP_LIMIT)
-        if not batch or batch[0].seq != last + 1:
+        page = await read(last, CATCH_UP_LIMIT)
+        if not page or page[0].seq != last + 1:
             break
-        for frame in batch:
-            yield frame
+        due: list[Frame] = []
+        for frame in page:
+            due.append(frame)
             last = frame.seq
             if frame.terminal:
-                return
-        if len(batch) < CATCH_UP_LIMIT:
+                break
+        yield due
+        if due[-1].terminal:
+            return
+        if not page.more:
             break
     if is_finished(state) and last < state.head:
         # The rows are gone (retention): the run's row still says how it ended.
         messages: list[StoredMessage] = []
         if event_type_of_status(state.record.status) == "complete":
             messages = await store.list_messages(state.record.thread_id, run_id=state.record.run_id)
-        yield frame_of(ending_event(state, messages))
+        yield [frame_of(ending_event(state, messages))]
+
+
+async def due_frames(
+    store: SubscriptionReads,
+    metrics: Metrics,
+    state: RunState,
+    after: int,
+    *,
+    max_bytes: int = CATCH_UP_BYTES,
+) -> AsyncGenerator[Frame, None]:
+    """`due_batches`, one frame at a time."""
+    batches = due_batches(store, metrics, state, after, max_bytes=max_bytes)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for frame in batch:
+                yield frame
+
+
+async def live_batches(
+    hub: Hub,
+    store: SubscriptionReads,
+    metrics: Metrics,
+    state: RunState,
+    after: int,
+    *,
+    idle_s: float,
+) -> AsyncGenerator[list[Frame] | None, None]:
+    """Frames after `after` through the terminal one, as lists: every frame due at a
+    wake-up (or read from the table at once) in one list, for one write to the client.
+    None after every `idle_s` of silence."""
+    if is_finished(state):
+        finished = due_batches(store, metrics, state, after, max_bytes=hub.catchup_read_bytes)
+        async with contextlib.aclosing(finished):
+            async for batch in finished:
+                yield batch
+        return
+    run_id = state.record.run_id
+    viewer = hub.join(run_id, state.head)
+    try:
+        read = _RingFirst(hub, run_id, _Reader(store, metrics, state, hub.catchup_read_bytes))
+        items = follow_batches(viewer, after, read, idle_s=idle_s, hook=_hook(hub, run_id))
+        async with contextlib.aclosing(items):
+            async for item in items:
+                yield item
+    finally:
+        hub.leave(viewer)
 
 
 async def live_frames(
@@ -109,22 +206,15 @@ async def live_frames(
     *,
     idle_s: float,
 ) -> AsyncGenerator[Frame | None, None]:
-    """Frames after `after` through the terminal one; None after every `idle_s` of silence."""
-    if is_finished(state):
-        async for frame in due_frames(store, metrics, state, after):
-            yield frame
-        return
-    run_id = state.record.run_id
-    viewer = hub.join(run_id, state.head)
-    try:
-        items = follow(
-            viewer, after, _Reader(store, metrics, state), idle_s=idle_s, hook=_hook(hub, run_id)
-        )
-        async with contextlib.aclosing(items):
-            async for item in items:
-                yield item
-    finally:
-        hub.leave(viewer)
+    """`live_batches`, one frame at a time (None after every `idle_s` of silence)."""
+    batches = live_batches(hub, store, metrics, state, after, idle_s=idle_s)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            if batch is None:
+                yield None
+                continue
+            for frame in batch:
+                yield frame
 
 
 def _hook(hub: Hub, run_id: RunId) -> Hook | None:

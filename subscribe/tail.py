@@ -10,29 +10,58 @@ the database what a run watched by one does.
 Published frames are contiguous: rows that do not continue the head (a
 sweep and a wake-up read that overlapped, or a read started from an older
 head) are skipped, and the next read starts from the head again.
+
+The tail keeps its most recent frames (`RING_FRAMES`, `RING_BYTES` at most):
+a viewer joining a live run with its cursor among them catches up from
+memory instead of reading the table (part 1 measured those joins' reads at
+~23 % of the broker's time under fan-out).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
+from broker.store.records import RawEvent
 from models.events import StoredEvent
 from models.ids import RunId
-from subscribe.viewer import Frame, Viewer, frame_of
+from subscribe.viewer import Frame, Viewer, frame_of, frame_of_raw
 
-__all__ = ["Tail"]
+__all__ = ["RING_BYTES", "RING_FRAMES", "Tail"]
+
+RING_FRAMES = 256
+"""Recent frames a tail keeps for joining viewers."""
+RING_BYTES = 1024 * 1024
+"""The same, in bytes of the frames' JSON (one frame at least)."""
 
 
 class Tail:
     """A run's head and the viewers fed from it."""
 
-    __slots__ = ("head", "run_id", "terminal", "viewers")
+    __slots__ = ("_ring", "_ring_bytes", "head", "run_id", "terminal", "viewers")
 
     def __init__(self, run_id: RunId, head: int) -> None:
         self.run_id = run_id
         self.head = head
         self.terminal: Frame | None = None
         self.viewers: set[Viewer] = set()
+        self._ring: deque[Frame] = deque()
+        self._ring_bytes = 0
+
+    def recent(self, after: int) -> list[Frame] | None:
+        """The frames after `after` through the head, if the ring still holds them all
+        (None: read the table). Only what this tail published: its head's rows."""
+        if not self._ring or self._ring[0].seq > after + 1:
+            return None
+        return [frame for frame in self._ring if frame.seq > after]
+
+    def _remember(self, frame: Frame) -> None:
+        self._ring.append(frame)
+        self._ring_bytes += frame.size
+        while len(self._ring) > 1 and (
+            len(self._ring) > RING_FRAMES or self._ring_bytes > RING_BYTES
+        ):
+            self._ring_bytes -= self._ring.popleft().size
 
     @property
     def finished(self) -> bool:
@@ -46,14 +75,15 @@ class Tail:
             # already past it; then this is what tells it the run is over.
             viewer.offer([self.terminal])
 
-    def publish(self, events: Sequence[StoredEvent]) -> list[Frame]:
+    def publish(self, events: Sequence[StoredEvent | RawEvent]) -> list[Frame]:
         """Encode the events that continue the head once, and offer them to every viewer."""
         frames: list[Frame] = []
         for event in events:
             if self.finished or event.seq != self.head + 1:
                 continue
-            frame = frame_of(event)
+            frame = frame_of_raw(event) if isinstance(event, RawEvent) else frame_of(event)
             frames.append(frame)
+            self._remember(frame)
             self.head = event.seq
             if frame.terminal:
                 self.terminal = frame

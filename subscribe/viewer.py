@@ -8,7 +8,7 @@ viewer is registered with the run's tail *before* it reads the table, so
 whatever the tail publishes meanwhile waits in the queue, and the rule drops
 what the table read already delivered.
 
-The queue is bounded. A viewer that falls behind (a slow client, a full
+The queue is bounded, in frames and in bytes. A viewer that falls behind (a slow client, a full
 socket) is not allowed to grow it: the tail marks it overflowed and drops
 its queue, and the viewer goes back to the table from `last`, as a new
 viewer would. Memory stays bounded and nothing is skipped, because the table
@@ -25,58 +25,46 @@ import contextlib
 import enum
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
-from broker.web.sse import encode_event
-from broker.web.wirejson import dumps
-from models.events import StoredEvent, is_terminal
 from models.ids import RunId
 from subscribe.errors import StreamBroken
+from subscribe.frame import Frame, FramePage, frame_of, frame_of_raw
 
 __all__ = [
+    "CATCH_UP_BYTES",
     "CATCH_UP_LIMIT",
+    "QUEUE_BYTES",
     "Disposition",
     "Frame",
+    "FramePage",
     "Hook",
     "ReadAfter",
     "Viewer",
     "classify",
     "follow",
+    "follow_batches",
     "frame_of",
+    "frame_of_raw",
 ]
 
-CATCH_UP_LIMIT = 500
-"""Rows per table read while catching up: bounds a viewer's memory, not its progress."""
+CATCH_UP_LIMIT = 10_000
+"""Rows per table read while catching up. Memory is bounded by `CATCH_UP_BYTES`; this
+only caps the row count of small events (a 10,000-event run was 21 reads of 500)."""
+
+CATCH_UP_BYTES = 4 * 1024 * 1024
+"""Stored bytes per table read (one event at least): what bounds a reader's memory."""
+
+QUEUE_BYTES = 8 * 1024 * 1024
+"""A viewer queue's default byte budget (the queued frames' JSON)."""
 
 ReadAfter = Callable[[int, int], Awaitable[Sequence["Frame"]]]
-"""`read_after(last, limit)`: up to `limit` frames of the table with `seq > last`, in order."""
+"""`read_after(last, limit)`: up to `limit` frames of the table with `seq > last`, in order.
+
+A `FramePage` says whether the table holds more; a plain sequence is taken to
+be the end once it is shorter than `limit`."""
 
 Hook = Callable[[str], Awaitable[None]]
 """Called at the hand-over's stages, "registered" and "caught_up" (tests force races there)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """A stored event encoded once, shared by every viewer that receives it."""
-
-    event: StoredEvent
-    json: str
-    sse: bytes
-    ndjson: bytes
-
-    @property
-    def seq(self) -> int:
-        return self.event.seq
-
-    @property
-    def terminal(self) -> bool:
-        return is_terminal(self.event.event)
-
-
-def frame_of(event: StoredEvent) -> Frame:
-    """Encode an event for the wire: its JSON, SSE frame and NDJSON line."""
-    text = dumps(event.to_wire())
-    return Frame(event, text, encode_event(text, id=event.seq), (text + "\n").encode())
 
 
 class Disposition(enum.Enum):
@@ -95,59 +83,105 @@ def classify(last: int, seq: int) -> Disposition:
 
 
 class Viewer:
-    """One connection's place in a run's tail: a bounded queue of frames."""
+    """One connection's place in a run's tail: a queue bounded in frames and in bytes."""
 
-    __slots__ = ("_queue", "_ready", "closed", "maxsize", "overflowed", "run_id")
+    __slots__ = (
+        "_bytes",
+        "_expired",
+        "_queue",
+        "_ready",
+        "_timer",
+        "closed",
+        "max_bytes",
+        "maxsize",
+        "overflowed",
+        "run_id",
+    )
 
-    def __init__(self, run_id: RunId, maxsize: int) -> None:
+    def __init__(self, run_id: RunId, maxsize: int, max_bytes: int = QUEUE_BYTES) -> None:
         self.run_id = run_id
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self.overflowed = False
         self.closed = False
         self._queue: deque[Frame] = deque()
+        self._bytes = 0
         self._ready = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
 
     def __len__(self) -> int:
         return len(self._queue)
 
+    @property
+    def queued_bytes(self) -> int:
+        """The queued frames' JSON, in bytes (never above `max_bytes` but for a lone
+        terminal frame kept after an overflow)."""
+        return self._bytes
+
     def offer(self, frames: Sequence[Frame]) -> None:
-        """Queue frames from the tail; past `maxsize`, drop the queue and cut the viewer loose."""
+        """Queue frames from the tail; past `maxsize` frames or `max_bytes`, drop the queue
+        and cut the viewer loose (it reads the table from its cursor)."""
         if self.closed or not frames:
             return
-        if not self.overflowed and len(self._queue) + len(frames) <= self.maxsize:
+        size = sum(frame.size for frame in frames)
+        fits = len(self._queue) + len(frames) <= self.maxsize
+        if not self.overflowed and fits and self._bytes + size <= self.max_bytes:
             self._queue.extend(frames)
+            self._bytes += size
         else:
             self.overflowed = True
             self._queue.clear()
+            self._bytes = 0
             if frames[-1].terminal:
                 # Kept: a viewer whose cursor is already past the table's end learns
                 # from it alone that nothing more will come.
                 self._queue.append(frames[-1])
+                self._bytes = frames[-1].size
         self._ready.set()
 
     def close(self) -> None:
-        """End the viewer's stream at its next wait (the process is shutting down)."""
+        """End the viewer's stream at its next wait (shutdown), and drop its timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.closed = True
         self._queue.clear()
+        self._bytes = 0
         self._ready.set()
 
     async def wait(self, idle_s: float) -> bool:
-        """Wait until frames, an overflow or a close is pending; False after `idle_s` idle."""
+        """Wait until frames, an overflow or a close is pending (True), or the viewer's
+        idle deadline passes (False: time for a keepalive).
+
+        One timer per viewer, armed for `idle_s` and re-armed only when it fires,
+        not a timeout per wait: a keepalive comes at most every `idle_s`, and may
+        come between frames of a busy stream (it costs a comment line).
+        """
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(idle_s, self._on_deadline)
         if not self._ready.is_set():
-            try:
-                async with asyncio.timeout(idle_s):
-                    await self._ready.wait()
-            except TimeoutError:
-                return False
-        return True
+            await self._ready.wait()
+        if self._queue or self.overflowed or self.closed:
+            return True
+        self._ready.clear()  # woken by the deadline alone
+        self._expired = False
+        return False
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self._expired = True
+        self._ready.set()
 
     def take(self) -> tuple[list[Frame], bool]:
         """Everything queued, and whether frames were dropped since the last take."""
         frames = list(self._queue)
         overflowed = self.overflowed
         self._queue.clear()
+        self._bytes = 0
         self.overflowed = False
-        self._ready.clear()
+        if not self._expired:
+            self._ready.clear()  # else the next wait reports the deadline at once
         return frames, overflowed
 
 
@@ -168,34 +202,43 @@ class _Position:
 
 async def _from_table(
     read_after: ReadAfter, position: _Position, limit: int
-) -> AsyncGenerator[Frame, None]:
-    """The table's frames after `position.last` up to its end (or the terminal one)."""
+) -> AsyncGenerator[list[Frame], None]:
+    """The table's frames after `position.last` up to its end (or the terminal one),
+    one list per read."""
     while True:
         batch = await read_after(position.last, limit)
+        due: list[Frame] = []
         for frame in batch:
             if classify(position.last, frame.seq) is not Disposition.DELIVER:
                 # The table is a contiguous prefix; anything else means rows went missing.
                 if frame.seq <= position.last:
                     continue
+                if due:
+                    yield due
                 raise StreamBroken(f"table gap after seq {position.last} (next {frame.seq})")
             position.advance(frame)
-            yield frame
+            due.append(frame)
             if position.ended:
-                return
-        if len(batch) < limit:
+                break
+        if due:
+            yield due
+        if position.ended:
+            return
+        more = batch.more if isinstance(batch, FramePage) else len(batch) >= limit
+        if not more:
             return
 
 
 async def _table(
     read_after: ReadAfter, position: _Position, limit: int
-) -> AsyncGenerator[Frame, None]:
+) -> AsyncGenerator[list[Frame], None]:
     """`_from_table`, closed properly however the consumer stops."""
-    async with contextlib.aclosing(_from_table(read_after, position, limit)) as rows:
-        async for frame in rows:
-            yield frame
+    async with contextlib.aclosing(_from_table(read_after, position, limit)) as pages:
+        async for page in pages:
+            yield page
 
 
-async def follow(
+async def follow_batches(
     viewer: Viewer,
     after: int,
     read_after: ReadAfter,
@@ -203,8 +246,9 @@ async def follow(
     idle_s: float,
     limit: int = CATCH_UP_LIMIT,
     hook: Hook | None = None,
-) -> AsyncGenerator[Frame | None, None]:
-    """A registered viewer's frames after `after`, through the terminal one.
+) -> AsyncGenerator[list[Frame] | None, None]:
+    """A registered viewer's frames after `after`, through the terminal one, as lists:
+    one per table read and one per wake-up (every frame due at that moment).
 
     Yields None after every `idle_s` without frames (the caller's keepalive).
     Returns after the terminal frame, or when the viewer is closed.
@@ -212,8 +256,8 @@ async def follow(
     position = _Position(after)
     if hook is not None:
         await hook("registered")
-    async for frame in _table(read_after, position, limit):
-        yield frame
+    async for page in _table(read_after, position, limit):
+        yield page
     if position.ended:
         return
     if hook is not None:
@@ -227,23 +271,51 @@ async def follow(
             # Cut loose: everything the queue dropped is in the table. Frames the tail
             # publishes while this reads are queued again, so the hand-over is the same
             # as a new viewer's. (`frames` holds at most the kept terminal frame.)
-            async for frame in _table(read_after, position, limit):
-                yield frame
+            async for page in _table(read_after, position, limit):
+                yield page
             if position.ended:
                 return
+        due: list[Frame] = []
         for frame in frames:
             if classify(position.last, frame.seq) is Disposition.GAP:
-                async for missing in _table(read_after, position, limit):
-                    yield missing
+                if due:
+                    yield due
+                    due = []
+                async for page in _table(read_after, position, limit):
+                    yield page
                 if position.ended:
                     return
                 if classify(position.last, frame.seq) is Disposition.GAP:
                     raise StreamBroken(f"seq {position.last + 1} is not in the table")
             if classify(position.last, frame.seq) is Disposition.DUPLICATE:
                 if frame.terminal:
-                    return  # the cursor was at or past the end: nothing more will come
+                    break  # the cursor was at or past the end: nothing more will come
                 continue
             position.advance(frame)
-            yield frame
+            due.append(frame)
             if position.ended:
-                return
+                break
+        if due:
+            yield due
+        if position.ended or (frames and frames[-1].terminal and position.last >= frames[-1].seq):
+            return
+
+
+async def follow(
+    viewer: Viewer,
+    after: int,
+    read_after: ReadAfter,
+    *,
+    idle_s: float,
+    limit: int = CATCH_UP_LIMIT,
+    hook: Hook | None = None,
+) -> AsyncGenerator[Frame | None, None]:
+    """`follow_batches`, one frame at a time (None: the caller's keepalive)."""
+    batches = follow_batches(viewer, after, read_after, idle_s=idle_s, limit=limit, hook=hook)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            if batch is None:
+                yield None
+                continue
+            for frame in batch:
+                yield frame

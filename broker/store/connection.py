@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from broker.errors import Conflict, DatabaseUnavailable, Unstorable
 from broker.store.crypto import Keyring
-from broker.store.records import PendingEvent
-from broker.store.sealing import open_event, seal_events
+from broker.store.records import PendingEvent, RawEvent
+from broker.store.sealing import open_event, open_plaintext, seal_events
 from models.events import StoredEvent
 
 __all__ = ["Connected"]
@@ -57,6 +57,20 @@ class Connected:
                 raise Unstorable("a value cannot be stored (a NUL character in text?)") from exc
             raise
 
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection without BEGIN/COMMIT, for single-statement reads (one snapshot
+        each anyway): two round trips fewer on the hot read paths."""
+        try:
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        except (OperationalError, InterfaceError, OSError) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
+
     def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:
         """The parallel arrays of an `unnest` insert, payloads encrypted."""
         return seal_events(self.keyring, events)
@@ -64,3 +78,7 @@ class Connected:
     def open_event(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> StoredEvent:
         """Decrypt and validate one stored row."""
         return open_event(self.keyring, run_id, seq, key_id, payload)
+
+    def open_raw(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> RawEvent:
+        """Decrypt one stored row, unparsed."""
+        return RawEvent(seq, open_plaintext(self.keyring, run_id, seq, key_id, payload))

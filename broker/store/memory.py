@@ -22,16 +22,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.errors import Conflict, DatabaseUnavailable, NotFound, RunInProgress
+from broker.store.memory_listening import MemoryListening
 from broker.store.notify import notify_payloads
 from broker.store.records import (
+    EventPage,
     IntegrationRecord,
     PendingEvent,
+    RawPage,
     RunFlush,
     RunRecord,
     RunState,
     StoredMessage,
     ThreadRecord,
 )
+from broker.store.sealing import raw_page
 from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
 from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId, new_id
 from models.status import ACTIVE_STATUSES
@@ -45,34 +49,6 @@ class _Run:
     lease_expires_at: datetime | None
     aborted_by: str | None = None
     events: dict[int, StoredEvent] = field(default_factory=dict)
-
-
-class MemoryListening:
-    """A LISTEN subscription of the in-memory store."""
-
-    def __init__(
-        self, store: MemoryStore, on_payload: Callable[[str], None], on_lost: Callable[[], None]
-    ) -> None:
-        self._store = store
-        self.on_payload = on_payload
-        self.on_lost = on_lost
-        self._closed = False
-
-    @property
-    def backend_pid(self) -> int | None:
-        return None
-
-    def is_closed(self) -> bool:
-        return self._closed
-
-    async def ping(self) -> None:
-        if self._closed:
-            raise DatabaseUnavailable("LISTEN connection closed")
-        await self._store.check_available()
-
-    async def close(self) -> None:
-        self._closed = True
-        self._store.forget(self)
 
 
 class MemoryStore:
@@ -214,15 +190,29 @@ class MemoryStore:
             self._insert(events)
             self._notify(notify_payloads((e.run_id, e.seq) for e in events))
 
-    async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
+    async def read_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> EventPage:
         await self.check_available()
-        return self._read(run_id, after, limit)
+        return self._read(run_id, after, limit, max_bytes)
 
-    def _read(self, run_id: RunId, after: int, limit: int) -> list[StoredEvent]:
+    async def read_raw_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> RawPage:
+        return raw_page(await self.read_events(run_id, after, limit, max_bytes))
+
+    def _read(self, run_id: RunId, after: int, limit: int, max_bytes: int | None) -> EventPage:
+        """As the SQL: rows within `limit` and `max_bytes` (the events' JSON here), one at least."""
         run = self._runs.get(run_id)
-        if run is None:
-            return []
-        return [run.events[s] for s in sorted(run.events) if s > after][:limit]
+        events, page, size, budget = run.events if run else {}, EventPage(), 0, max_bytes or 2**62
+        for seq in sorted(s for s in events if s > after):
+            event = events[seq]
+            size += len(event.event.model_dump_json().encode()) if max_bytes else 0
+            if page and (len(page) >= limit or size > budget):
+                page.more = True
+                break
+            page.append(event)
+        return page
 
     async def flush_runs(
         self,
@@ -375,14 +365,14 @@ class MemoryStore:
         return RunState(run.record, head, run.aborted_by)
 
     async def read_events_many(
-        self, heads: Mapping[RunId, int], limit_per_run: int
-    ) -> dict[RunId, list[StoredEvent]]:
+        self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
+    ) -> dict[RunId, RawPage]:
         await self.check_available()
-        found: dict[RunId, list[StoredEvent]] = {}
+        found: dict[RunId, RawPage] = {}
         for run_id, head in heads.items():
-            events = self._read(run_id, head, limit_per_run)
-            if events:
-                found[run_id] = events
+            page = self._read(run_id, head, limit_per_run, max_bytes_per_run)
+            if page:
+                found[run_id] = raw_page(page)
         return found
 
     async def listen(

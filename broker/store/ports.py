@@ -19,15 +19,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from broker.store.records import (
+    EventPage,
     IntegrationRecord,
     PendingEvent,
+    RawPage,
     RunFlush,
     RunRecord,
     RunState,
     StoredMessage,
     ThreadRecord,
 )
-from models.events import StoredEvent
 from models.ids import RunId, ThreadId, WorkspaceId
 
 __all__ = [
@@ -81,9 +82,11 @@ class ProducerReads(Protocol):
 
 class TailPort(Protocol):
     async def read_events_many(
-        self, heads: Mapping[RunId, int], limit_per_run: int
-    ) -> dict[RunId, list[StoredEvent]]:
-        """Each run's events with `seq >` its head, in order, at most `limit_per_run` each."""
+        self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
+    ) -> dict[RunId, RawPage]:
+        """Each run's events with `seq >` its head, in order, decrypted but not parsed: at most
+        `limit_per_run` each and `max_bytes_per_run` stored bytes (one event at least); runs
+        without one are left out."""
         ...
 
     async def listen(
@@ -99,8 +102,17 @@ class SubscriptionReads(Protocol):
     async def get_run_state(self, workspace_id: WorkspaceId, run_id: RunId) -> RunState: ...
 
     async def read_events(
-        self, run_id: RunId, after: int, limit: int = 1000
-    ) -> list[StoredEvent]: ...
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> EventPage:
+        """The run's events with `seq > after`, in order: at most `limit` and `max_bytes`
+        stored bytes (one event at least); `EventPage.more` if the table holds more."""
+        ...
+
+    async def read_raw_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> RawPage:
+        """`read_events`, decrypted but not parsed (for readers that only pass events on)."""
+        ...
 
     async def list_messages(
         self, thread_id: ThreadId, *, run_id: RunId | None = None

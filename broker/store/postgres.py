@@ -16,7 +16,8 @@ flushes, not with events.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from broker.errors import Conflict, NotFound, RunInProgress
+from broker.store.event_reads import EventReads
 from broker.store.integration_rows import IntegrationQueries
 from broker.store.listening import Listening, listen
 from broker.store.messages import MessageQueries
@@ -36,16 +38,19 @@ from broker.store.records import (
     ThreadRecord,
 )
 from broker.store.sealing import title_aad
-from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY, READ_EVENTS_MANY
+from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY
 from broker.store.statements import events as _events
 from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
 from broker.store.statements import workspaces as _workspaces
-from models.events import ChatMessage, RunStarted, RunStartedData, StoredEvent
+from models.events import ChatMessage, RunStarted, RunStartedData
 from models.ids import RunId, ThreadId, WorkspaceId, new_id
 from models.status import ACTIVE_STATUSES
 
-__all__ = ["Store"]
+__all__ = ["SEAL_INLINE_BYTES", "Store"]
+
+SEAL_INLINE_BYTES = 64 * 1024
+"""A flush whose events' JSON is larger than this is sealed in a worker thread."""
 
 
 def _run_record(row: sa.Row[Any]) -> RunRecord:
@@ -65,7 +70,7 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
     )
 
 
-class Store(MessageQueries, IntegrationQueries):
+class Store(EventReads, MessageQueries, IntegrationQueries):
     """The PostgreSQL adapter: every port of `broker.store.ports`, one method per statement."""
 
     # --- workspaces and threads ---------------------------------------------------
@@ -207,18 +212,6 @@ class Store(MessageQueries, IntegrationQueries):
                     {"payloads": notify_payloads((e.run_id, e.seq) for e in events)},
                 )
 
-    async def read_events(self, run_id: RunId, after: int, limit: int = 1000) -> list[StoredEvent]:
-        """The run's events with `seq > after`, in order, at most `limit`."""
-        stmt = (
-            sa.select(_events.c.seq, _events.c.key_id, _events.c.payload)
-            .where(_events.c.run_id == run_id, _events.c.seq > after)
-            .order_by(_events.c.seq)
-            .limit(limit)
-        )
-        async with self.transaction() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [self.open_event(run_id, r.seq, r.key_id, r.payload) for r in rows]
-
     # --- write side ---------------------------------------------------------------------
 
     async def flush_runs(
@@ -236,7 +229,11 @@ class Store(MessageQueries, IntegrationQueries):
         """
         if not runs:
             return set()
-        sealed = self.seal_events(events)
+        if sum(item.size for item in events) > SEAL_INLINE_BYTES:
+            # AES-GCM releases the GIL: a large batch is sealed off the event loop.
+            sealed = await asyncio.to_thread(self.seal_events, events)
+        else:
+            sealed = self.seal_events(events)
         params: dict[str, Any] = {
             "run_ids": [r.run_id for r in runs],
             "last_seqs": [r.last_seq for r in runs],
@@ -364,33 +361,12 @@ class Store(MessageQueries, IntegrationQueries):
         stmt = sa.select(_runs, max_seq.label("max_seq")).where(
             _runs.c.id == run_id, _runs.c.workspace_id == workspace_id
         )
-        async with self.transaction() as conn:
+        async with self.autocommit() as conn:
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound(f"run {run_id} not found")
         record = _run_record(row)
         return RunState(record, max(record.last_seq, row.max_seq or 0), row.aborted_by)
-
-    async def read_events_many(
-        self, heads: Mapping[RunId, int], limit_per_run: int
-    ) -> dict[RunId, list[StoredEvent]]:
-        """Each run's events with `seq >` its head, in order, at most `limit_per_run` each."""
-        if not heads:
-            return {}
-        params = {
-            "run_ids": list(heads),
-            "afters": list(heads.values()),
-            "limit": limit_per_run,
-        }
-        async with self.transaction() as conn:
-            rows = (await conn.execute(READ_EVENTS_MANY, params)).all()
-        found: dict[RunId, list[StoredEvent]] = {}
-        for row in rows:
-            event = self.open_event(row.run_id, row.seq, row.key_id, row.payload)
-            found.setdefault(RunId(row.run_id), []).append(event)
-        for events in found.values():
-            events.sort(key=lambda event: event.seq)
-        return found
 
     async def listen(
         self, on_payload: Callable[[str], None], on_lost: Callable[[], None]

@@ -8,16 +8,20 @@ them without touching a driver.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from models.events import ChatMessage, StreamEvent
+from models.events import ChatMessage, StoredEvent, StreamEvent
 from models.ids import IntegrationId, RunId, ThreadId, WorkspaceId
 from models.status import RunStatus
 
 __all__ = [
+    "EventPage",
     "IntegrationRecord",
     "PendingEvent",
+    "RawEvent",
+    "RawPage",
     "RunEnding",
     "RunFlush",
     "RunRecord",
@@ -29,12 +33,57 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    """An event on its way into `raw_stream_events`."""
+    """An event on its way into `raw_stream_events`.
+
+    `body` is the event's compact JSON (UTF-8), encoded once when the event is
+    buffered: sealing uses it as it is, and its length is what the flush's
+    byte bound counts. `agent_event_id` is the agent's SSE id of this event.
+    """
 
     run_id: RunId
     seq: int
     event: StreamEvent
     ts: datetime
+    agent_event_id: str | None = None
+    body: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.body:
+            object.__setattr__(self, "body", self.event.model_dump_json().encode())
+
+    @property
+    def size(self) -> int:
+        """The event's JSON in bytes."""
+        return len(self.body)
+
+
+class EventPage(list[StoredEvent]):
+    """A run's events read in seq order, and whether the table held more after the last.
+
+    A plain list to every caller that only iterates; `more` is what lets a
+    reader bounded by rows *and* bytes tell "cut by a bound" from "the end".
+    """
+
+    def __init__(self, events: Iterable[StoredEvent] = (), *, more: bool = False) -> None:
+        super().__init__(events)
+        self.more = more
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """A stored event as it was sealed: its JSON with `ts` (`broker.store.sealing`),
+    decrypted and authenticated but not parsed, for readers that only pass it on."""
+
+    seq: int
+    plaintext: bytes
+
+
+class RawPage(list[RawEvent]):
+    """`EventPage` of raw events."""
+
+    def __init__(self, events: Iterable[RawEvent] = (), *, more: bool = False) -> None:
+        super().__init__(events)
+        self.more = more
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from broker.store.crypto import Keyring, Sealed
-from broker.store.records import PendingEvent
+from broker.store.records import EventPage, PendingEvent, RawEvent, RawPage
 from models.events import StoredEvent, StreamEvent, parse_event
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "open_credentials",
     "open_event",
     "open_message",
+    "open_plaintext",
+    "raw_page",
     "seal_credentials",
     "seal_events",
     "seal_message",
@@ -60,11 +62,15 @@ def integration_aad(integration_id: uuid.UUID) -> bytes:
     return f"integration:{integration_id}".encode()
 
 
-def encode_event(event: StreamEvent, ts: datetime) -> bytes:
-    """The plaintext of a stored event: its JSON with the broker's receive time."""
-    body = event.model_dump(mode="json")
-    body["ts"] = ts.isoformat()
-    return json.dumps(body, separators=(",", ":")).encode()
+def encode_event(event: StreamEvent, ts: datetime, body: bytes | None = None) -> bytes:
+    """The plaintext of a stored event: its JSON with the broker's receive time.
+
+    `body` is the event's compact JSON when the caller already has it (a
+    `PendingEvent` carries it): the time is spliced in, nothing re-encoded.
+    """
+    if body is None:
+        body = event.model_dump_json().encode()
+    return b'%s,"ts":"%s"}' % (body[:-1], ts.isoformat().encode())
 
 
 def decode_event(seq: int, plaintext: bytes) -> StoredEvent:
@@ -82,7 +88,7 @@ def seal_events(keyring: Keyring, events: Sequence[PendingEvent]) -> dict[str, l
     payloads: list[bytes] = []
     for item in events:
         sealed = keyring.encrypt(
-            encode_event(item.event, item.ts), event_aad(item.run_id, item.seq)
+            encode_event(item.event, item.ts, item.body), event_aad(item.run_id, item.seq)
         )
         run_ids.append(item.run_id)
         seqs.append(item.seq)
@@ -95,7 +101,15 @@ def open_event(
     keyring: Keyring, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes
 ) -> StoredEvent:
     """Decrypt and validate one stored event row; `CryptoError` if it was moved or altered."""
-    return decode_event(seq, keyring.decrypt(key_id, payload, event_aad(run_id, seq)))
+    return decode_event(seq, open_plaintext(keyring, run_id, seq, key_id, payload))
+
+
+def open_plaintext(
+    keyring: Keyring, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes
+) -> bytes:
+    """Decrypt one stored event row to its `encode_event` JSON, unparsed; `CryptoError`
+    if it was moved or altered."""
+    return keyring.decrypt(key_id, payload, event_aad(run_id, seq))
 
 
 def seal_message(keyring: Keyring, message_id: uuid.UUID, content: str) -> Sealed:
@@ -124,3 +138,9 @@ def open_credentials(
         keyring.decrypt(key_id, blob, integration_aad(integration_id))
     )
     return credentials
+
+
+def raw_page(page: EventPage) -> RawPage:
+    """A page of parsed events as the raw page the same rows would have been."""
+    raw = (RawEvent(e.seq, encode_event(e.event, e.ts)) for e in page)
+    return RawPage(raw, more=page.more)

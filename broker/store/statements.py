@@ -111,16 +111,39 @@ FROM fenced
 
 
 # One statement for any number of tailed runs: each run's next rows by the primary
-# key, so a sweep of a thousand idle runs costs about one index probe each.
+# key, so a sweep of a thousand idle runs costs about one index probe each. Each
+# run's page is bounded by rows (`limit`) and by stored bytes (`max_bytes`, the
+# sealed payloads' `octet_length`, read from the TOAST header without detoasting):
+# rows are kept while the running total stays within the budget, the first one
+# always. The first row past a bound comes back too, with its payload NULL and
+# `keep` false: it is how the reader learns that there is more.
 READ_EVENTS_MANY = sa.text(
-    "SELECT x.run_id, e.seq, e.key_id, e.payload "
-    "FROM unnest(:run_ids, :afters) AS x(run_id, after) "
-    "CROSS JOIN LATERAL ("
-    "  SELECT seq, key_id, payload FROM raw_stream_events"
-    "  WHERE run_id = x.run_id AND seq > x.after ORDER BY seq LIMIT :limit"
-    ") AS e"
+    """
+SELECT run_id, seq, key_id, CASE WHEN keep THEN payload END AS payload, keep
+FROM (
+    SELECT *, count(*) FILTER (WHERE keep) OVER (PARTITION BY run_id) AS kept
+    FROM (
+        SELECT run_id, seq, key_id, payload, rn,
+               rn <= :limit AND (rn = 1 OR running <= :max_bytes) AS keep
+        FROM (
+            SELECT x.run_id, e.seq, e.key_id, e.payload,
+                   row_number() OVER w AS rn,
+                   sum(octet_length(e.payload)) OVER w AS running
+            FROM unnest(:run_ids, :afters) AS x(run_id, after)
+            CROSS JOIN LATERAL (
+                SELECT seq, key_id, payload FROM raw_stream_events
+                WHERE run_id = x.run_id AND seq > x.after ORDER BY seq LIMIT :limit + 1
+            ) AS e
+            WINDOW w AS (PARTITION BY x.run_id ORDER BY e.seq)
+        ) AS sized
+    ) AS marked
+) AS counted
+WHERE rn <= kept + 1
+ORDER BY run_id, seq
+"""
 ).bindparams(
     sa.bindparam("run_ids", type_=ARRAY(UUID(as_uuid=True))),
     sa.bindparam("afters", type_=ARRAY(INTEGER)),
     sa.bindparam("limit", type_=INTEGER),
+    sa.bindparam("max_bytes", type_=sa.BigInteger),
 )

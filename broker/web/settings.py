@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1, validation_alias="BROKER_MAX_BODY_BYTES")
     run_buffer_max: int = Field(default=10_000, ge=1, validation_alias="BROKER_RUN_BUFFER_MAX")
     viewer_queue_max: int = Field(default=1_000, ge=1, validation_alias="BROKER_VIEWER_QUEUE_MAX")
+    viewer_queue_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1, validation_alias="BROKER_VIEWER_QUEUE_MAX_BYTES"
+    )
+    catchup_read_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1, validation_alias="BROKER_CATCHUP_READ_BYTES"
+    )
+    flush_max_events: int = Field(default=2_000, ge=1, validation_alias="BROKER_FLUSH_MAX_EVENTS")
+    flush_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1, validation_alias="BROKER_FLUSH_MAX_BYTES"
+    )
     keepalive_s: float = Field(default=15.0, gt=0, validation_alias="BROKER_KEEPALIVE_S")
     query_timeout_s: float = Field(default=5.0, gt=0, validation_alias="BROKER_QUERY_TIMEOUT_S")
     query_max_rows: int = Field(default=500, ge=1, validation_alias="BROKER_QUERY_MAX_ROWS")

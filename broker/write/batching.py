@@ -11,6 +11,8 @@ design §9 "Flushing" are unit-tested as plain arithmetic:
   spell the first event is written at once, and under load the batch size
   grows with the rate instead of the flush rate growing with it;
 - `interval == 0` is group commit: flush whenever the previous one ended;
+- a backlog (the previous flush left events behind, cut by its bounds) is
+  flushed at once: the bounds split a batch, they do not slow the drain;
 - leases are renewed by flushes too, so a run with nothing to write still
   makes a (small) flush happen when its renewal is due;
 - after a failed flush, nothing starts before the retry time.
@@ -34,18 +36,20 @@ def next_flush_at(
     pending: bool,
     last_started: float | None,
     interval: float,
+    backlog: bool = False,
     renew_due: float | None = None,
     retry_at: float | None = None,
 ) -> float | None:
     """The time the next flush should start (≤ `now`: at once), or None for "wait for events".
 
-    `last_started` is when the previous flush started (None: never), `renew_due`
-    the earliest moment a lease must be renewed, `retry_at` the end of the
-    backoff after a failed flush.
+    `last_started` is when the previous flush started (None: never), `backlog`
+    whether it left events behind (cut by its bounds), `renew_due` the
+    earliest moment a lease must be renewed, `retry_at` the end of the backoff
+    after a failed flush.
     """
     due: float | None = None
     if pending:
-        due = now if last_started is None else max(now, last_started + interval)
+        due = now if last_started is None or backlog else max(now, last_started + interval)
     if renew_due is not None:
         due = renew_due if due is None else min(due, renew_due)
     if due is not None and retry_at is not None:

@@ -17,6 +17,10 @@ writes every run's pending events in one fenced transaction
   loop flushes when a renewal falls due): no separate heartbeat to race.
 - **Memory is bounded per run**: past `run_buffer_max` unstored events a run
   ends with a terminal `error` (`buffer_overflow`) instead of growing.
+- **A flush is bounded** by `flush_max_events` and `flush_max_bytes` (the
+  events' JSON): a backlog goes out in several flushes back to back, so no
+  single statement (nor its sealing) holds the loop or the database for long.
+  A flush carries at least one event, however large.
 - **Completion is atomic**: the flush that stores a terminal event also ends
   the run, releases its lease and, for `complete`, inserts the final messages.
 
@@ -52,10 +56,17 @@ log = structlog.get_logger(__name__)
 
 @dataclass(slots=True)
 class _Pending:
-    """A run's events waiting for the next flush, and the agent id of the newest."""
+    """A run's events waiting for the next flush, in seq order."""
 
     events: list[PendingEvent] = field(default_factory=list)
-    agent_event_id: str | None = None
+
+    @property
+    def agent_event_id(self) -> str | None:
+        """The agent's SSE id of the newest event that has one."""
+        for item in reversed(self.events):
+            if item.agent_event_id is not None:
+                return item.agent_event_id
+        return None
 
 
 class StreamManager:
@@ -70,6 +81,8 @@ class StreamManager:
         flush_interval_s: float,
         run_buffer_max: int,
         metrics: Metrics,
+        flush_max_events: int = 2_000,
+        flush_max_bytes: int = 4 * 1024 * 1024,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,6 +92,11 @@ class StreamManager:
         self._renew_every = lease_s / 3
         self._interval = flush_interval_s
         self._run_buffer_max = run_buffer_max
+        if flush_max_events < 1 or flush_max_bytes < 1:
+            raise ValueError("flush bounds must be positive")
+        self._max_events = flush_max_events
+        self._max_bytes = flush_max_bytes
+        self._backlog = False
         self._metrics = metrics
         self._backoff = backoff or Backoff(base=0.05, cap=2.0)
         self._clock = clock
@@ -111,10 +129,12 @@ class StreamManager:
                 await asyncio.wait_for(self._task, grace_s)
             except TimeoutError:
                 log.error("flush_loop_stuck_at_shutdown", grace_s=grace_s)
-        for attempt in range(flush_attempts):
-            if not self._pending or await self._flush_once():
-                break
-            if attempt + 1 < flush_attempts:
+        failed = 0
+        while self._pending and failed < flush_attempts:
+            if await self._flush_once():
+                continue  # a bounded flush may leave a backlog: keep going
+            failed += 1
+            if failed < flush_attempts:
                 await asyncio.sleep(self._backoff.delay(self._failures))
         await self._release_open_runs()
 
@@ -161,12 +181,11 @@ class StreamManager:
         stream.next_seq += 1
         was_idle = not self._pending
         pending = self._pending.setdefault(stream.run_id, _Pending())
-        pending.events.append(PendingEvent(stream.run_id, seq, event, datetime.now(UTC)))
-        if agent_event_id is not None:
-            pending.agent_event_id = agent_event_id
+        pending.events.append(
+            PendingEvent(stream.run_id, seq, event, datetime.now(UTC), agent_event_id)
+        )
         stream.unflushed += 1
-        self._unflushed_total += 1
-        self._metrics.buffered_events.set(self._unflushed_total)
+        self._unflushed_total += 1  # the gauge is set once per flush, not per event
         if is_terminal(event):
             stream.terminal_seq = seq
         if overflow:
@@ -182,6 +201,7 @@ class StreamManager:
             at = next_flush_at(
                 now=now,
                 pending=bool(self._pending),
+                backlog=self._backlog,
                 last_started=self._last_started,
                 interval=self._interval,
                 renew_due=self._renew_due(),
@@ -201,7 +221,7 @@ class StreamManager:
     async def _flush_once(self) -> bool:
         """One flush of everything pending (plus due renewals); False if it failed."""
         started = self._clock()
-        batch, self._pending = self._pending, {}
+        batch = self._take()
         runs = [self._run_flush(run_id, pending) for run_id, pending in batch.items()]
         runs += [
             RunFlush(stream.run_id, stream.thread_id, 0)
@@ -223,12 +243,46 @@ class StreamManager:
         self._failures = 0
         self._retry_at = None
         self._metrics.flush_duration.observe(time.perf_counter() - began)
+        self._metrics.buffered_events.set(self._unflushed_total)
         self._metrics.flushes.inc()
         self._settle(runs, batch, accepted, started)
         if events:
             self._metrics.batch_size.observe(len(events))
         self._signal_progress()
         return True
+
+    def _take(self) -> dict[RunId, _Pending]:
+        """Swap out the next flush's events: all pending, or as many as the bounds allow.
+
+        Runs are taken in order, each run's events oldest first; a run cut by a
+        bound keeps its newer events pending (behind the runs not reached, so a
+        busy run does not starve the others). At least one event is taken.
+        """
+        taken: dict[RunId, _Pending] = {}
+        rest: dict[RunId, _Pending] = {}
+        cut: dict[RunId, _Pending] = {}
+        count = size = 0
+        for run_id, pending in self._pending.items():
+            if cut or count >= self._max_events:
+                rest[run_id] = pending
+                continue
+            n = 0
+            for item in pending.events:
+                full = count + n >= self._max_events
+                if full or (count + n > 0 and size + item.size > self._max_bytes):
+                    break
+                size += item.size
+                n += 1
+            count += n
+            if n == len(pending.events):
+                taken[run_id] = pending
+                continue
+            if n:
+                taken[run_id] = _Pending(pending.events[:n])
+            cut[run_id] = _Pending(pending.events[n:])
+        self._pending = {**rest, **cut}
+        self._backlog = bool(self._pending)
+        return taken
 
     def _schedule_retry(self, exc: Exception, events: int) -> None:
         self._failures += 1
@@ -282,13 +336,11 @@ class StreamManager:
             failed = batch.get(run_id)
             if failed is not None:
                 failed.events.extend(newer.events)
-                failed.agent_event_id = newer.agent_event_id or failed.agent_event_id
         self._pending = {**batch, **{k: v for k, v in self._pending.items() if k not in batch}}
 
     def _account_stored(self, stream: RunStream, count: int) -> None:
         stream.unflushed -= count
         self._unflushed_total -= count
-        self._metrics.buffered_events.set(self._unflushed_total)
 
     def _lose(self, stream: RunStream, pending: _Pending | None) -> None:
         """The fence said no: drop the run's events (this batch's and newer) and stop it."""

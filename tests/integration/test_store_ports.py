@@ -28,7 +28,8 @@ from broker.store.ports import (
 )
 from broker.store.postgres import Store
 from broker.store.records import PendingEvent, RunEnding, RunFlush, RunRecord
-from models.events import ChatMessage, Complete, CompleteData, Text, TextData
+from broker.store.sealing import decode_event
+from models.events import ChatMessage, Complete, CompleteData, StoredEvent, Text, TextData
 from models.ids import IntegrationId, RunId, WorkspaceId, new_id
 
 AnyStore = Store | MemoryStore
@@ -167,6 +168,47 @@ async def test_read_events_many_reads_each_run_after_its_head(adapter: AnyStore)
     found = await adapter.read_events_many({a.run_id: 1, b.run_id: 2}, limit_per_run=1)
     assert {run_id: [e.seq for e in events] for run_id, events in found.items()} == {a.run_id: [2]}
     assert await adapter.read_events_many({}, limit_per_run=10) == {}
+
+
+def _big(run: RunRecord, seq: int, size: int) -> PendingEvent:
+    return PendingEvent(run.run_id, seq, Text(data=TextData(text="x" * size)), datetime.now(UTC))
+
+
+async def test_reads_are_bounded_by_rows_and_bytes_and_say_when_more_is_there(
+    adapter: AnyStore,
+) -> None:
+    run = await _run(adapter)
+    await adapter.append_events([_big(run, seq, 1_000) for seq in range(2, 7)])
+
+    def seqs(page: list[StoredEvent]) -> list[int]:
+        return [e.seq for e in page]
+
+    # ~100 bytes of run_started and two ~1 KB events fit 2,500 bytes; a third does not.
+    page = await adapter.read_events(run.run_id, 0, limit=100, max_bytes=2_500)
+    assert (seqs(page), page.more) == ([1, 2, 3], True)
+    # A budget smaller than one event still returns that event.
+    page = await adapter.read_events(run.run_id, 3, limit=100, max_bytes=10)
+    assert (seqs(page), page.more) == ([4], True)
+    page = await adapter.read_events(run.run_id, 4, limit=1)
+    assert (seqs(page), page.more) == ([5], True)
+    page = await adapter.read_events(run.run_id, 4, limit=2)
+    assert (seqs(page), page.more) == ([5, 6], False)
+    page = await adapter.read_events(run.run_id, 6, limit=10, max_bytes=10)
+    assert (seqs(page), page.more) == ([], False)
+    # The raw read is the same page, decrypted but not parsed.
+    parsed = await adapter.read_events(run.run_id, 0, limit=100, max_bytes=2_500)
+    raw = await adapter.read_raw_events(run.run_id, 0, limit=100, max_bytes=2_500)
+    assert ([e.seq for e in raw], raw.more) == (seqs(parsed), parsed.more)
+    assert [decode_event(r.seq, r.plaintext) for r in raw] == list(parsed)
+
+    other = await _run(adapter, "b")
+    found = await adapter.read_events_many(
+        {run.run_id: 1, other.run_id: 0}, limit_per_run=100, max_bytes_per_run=2_400
+    )
+    assert {r: (seqs(p), p.more) for r, p in found.items()} == {
+        run.run_id: ([2, 3], True),
+        other.run_id: ([1], False),
+    }
 
 
 async def test_a_listener_is_woken_with_each_runs_new_head(adapter: AnyStore) -> None:
