@@ -88,7 +88,9 @@ async def thread_page(request: Request, thread_id: str) -> Response:
 async def favicon() -> Response:
     """The page's icon (SVG), for browsers that ask for `/favicon.ico` on their own."""
     return FileResponse(
-        STATIC_DIR / "icon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        STATIC_DIR / "icon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "max-age=86400"},
     )
 
 

@@ -30,7 +30,9 @@ _OVERFLOW = """() => {
     const name = `${card.tagName.toLowerCase()}.${card.className}`;
     if (box.right > width + 0.5) faults.push(`${name} ends at ${box.right} > ${width}`);
     const parent = card.parentElement;
-    if (card.scrollWidth > parent.clientWidth + 0.5 && getComputedStyle(card).overflowX === "visible") {
+    const scrolls = getComputedStyle(card).overflowX !== "visible"; // wide content scrolls inside
+    if (card.offsetWidth > parent.clientWidth + 0.5
+        || (!scrolls && card.scrollWidth > parent.clientWidth + 0.5)) {
       faults.push(`${name} scrollWidth ${card.scrollWidth} > parent ${parent.clientWidth}`);
     }
   }
@@ -186,7 +188,7 @@ async def test_result_numbers_keep_their_decimals_and_markdown_columns_their_ali
 _HOSTILE = (
     'Total\n\n<img src=x onerror="window.pwned = 1">\n\n![chart](https://example.com/c.png)\n\n'
     '<p style="color:red" onclick="x()">styled</p>\n\n<svg><animate onbegin="window.pwned=1" '
-    'attributeName=x dur=1s></svg>\n\n<script>window.pwned = 1</script>'
+    "attributeName=x dur=1s></svg>\n\n<script>window.pwned = 1</script>"
 )
 
 
