@@ -271,6 +271,7 @@ async def test_a_follow_up_on_the_thread_moves_the_period_one_month_back(demo: D
         before,
     )
     assert before.strftime("%B %Y") in text and "canned" not in text, text
+    assert len(_queries(events)) == 3  # the catalog, the latest timestamp, the count
     # Without a question to follow, the help answer names the tables instead.
     text, _ = await demo.ask("And the month before?")
     assert "canned" not in text and all(table in text for table in ("customers", "orders")), text
