@@ -275,3 +275,20 @@ async def test_a_follow_up_on_the_thread_moves_the_period_one_month_back(demo: D
     # Without a question to follow, the help answer names the tables instead.
     text, _ = await demo.ask("And the month before?")
     assert "canned" not in text and all(table in text for table in ("customers", "orders")), text
+
+
+async def test_a_top_n_says_when_its_last_row_ties_with_the_next(demo: Demo) -> None:
+    counts = [
+        r[0]
+        for r in await demo.db.fetch(
+            "SELECT count(*) FROM customers c JOIN orders o ON o.customer_id = c.id"
+            " GROUP BY c.id ORDER BY 1 DESC"
+        )
+    ]
+    tied = next(n for n in range(1, 50) if counts[n - 1] == counts[n])
+    apart = next(n for n in range(1, 50) if counts[n - 1] != counts[n])
+    text, events = await demo.ask(f"Top {tied} customers by number of orders")
+    assert len(_table(text)) == tied and _queries(events)[-1].endswith(f"LIMIT {tied + 1}")
+    assert "is tied with" in text and f"at {counts[tied - 1]:,}" in text, text
+    text, _ = await demo.ask(f"Top {apart} customers by number of orders")
+    assert len(_table(text)) == apart and "tied" not in text, text
