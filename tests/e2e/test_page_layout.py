@@ -83,7 +83,8 @@ async def test_no_card_of_the_run_view_is_wider_than_the_screen(
         await _finished_answer(page)
         assert await _faults(page) == []
         await page.evaluate(_WIDE)
-        await page.screenshot(path=SCREENSHOTS / f"layout-{width}.png", full_page=True)
+        await page.locator(".run .tool").last.scroll_into_view_if_needed()
+        await page.screenshot(path=SCREENSHOTS / f"layout-{width}.png")
         assert await _faults(page) == []
         # The collapsed sidebar still offers a new conversation on a phone.
         await expect(page.get_by_role("link", name="New conversation")).to_be_visible()
