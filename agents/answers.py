@@ -3,7 +3,8 @@
 `answer(query, output)` tells what a planned `Query` returned (the tool's
 output, `{"columns", "rows", "truncated"}`). Money columns are shown with two
 decimals, counts with thousands separators; a table shows at most
-`MAX_TABLE_ROWS` rows and says when there are more. Pure: no I/O.
+`MAX_TABLE_ROWS` rows and says when there are more. A top-N ranking shows N
+rows and says when the last one ties with the next ("tied with ..."). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -32,11 +33,29 @@ def answer(query: Query, output: Any) -> str:
         return f"{query.headline}\n\nThe query returned no rows."
     if len(rows) == 1 and len(columns) == 1:
         return f"{query.headline} **{_cell(columns[0], rows[0][0], query.money)}**"
+    if query.top is not None:
+        return _ranking(query, columns, rows, query.top)
     more = ""
     if truncated or len(rows) > MAX_TABLE_ROWS:
         shown = min(len(rows), MAX_TABLE_ROWS)
         more = f"\n\nShowing the first {shown} rows; the query returned more."
     return f"{query.headline}\n\n{markdown_table(columns, rows, query.money)}{more}"
+
+
+def _ranking(query: Query, columns: list[str], rows: list[list[Any]], top: int) -> str:
+    """The first `top` rows; the statement read one more to see a tie at the cut."""
+    shown, rest = rows[:top], rows[top:]
+    table = f"{query.headline}\n\n{markdown_table(columns, shown, query.money)}"
+    if not rest or not shown or len(columns) < 2:
+        return table
+    last, following = shown[-1], rest[0]
+    if last[-1] != following[-1]:
+        return table
+    value = _cell(columns[-1], last[-1], query.money)
+    return (
+        f"{table}\n\n({_escape(str(last[0]))} is tied with {_escape(str(following[0]))} "
+        f"at {value}: more rows share the last place than the {top} shown.)"
+    )
 
 
 def markdown_table(

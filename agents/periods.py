@@ -8,7 +8,7 @@ dates, with a description that the answer quotes. Absolute periods
 ("in 2024", "in March 2025") need no anchor. Pure: no I/O.
 
 Recognised: last/previous/this month, week, year; last N days/weeks/months;
-today, yesterday; in YYYY; in <month name> YYYY.
+N days/weeks/months/years ago; today, yesterday; in YYYY; in <month name> YYYY.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ _RELATIVE: Final = re.compile(
 _LAST_N: Final = re.compile(
     r"\b(?:last|past|previous)\s+(\d{1,4})\s+(day|week|month)s?\b", re.IGNORECASE
 )
+_AGO: Final = re.compile(r"\b(\d{1,4})\s+(day|week|month|year)s?\s+ago\b", re.IGNORECASE)
 _DAY: Final = re.compile(r"\b(today|yesterday)\b", re.IGNORECASE)
 _MONTH_YEAR: Final = re.compile(r"\b(" + "|".join(_MONTHS) + r")\s+(\d{4})\b", re.IGNORECASE)
 _YEAR: Final = re.compile(r"\b(?:in|during|for|of)\s+((?:19|20)\d{2})\b", re.IGNORECASE)
@@ -83,7 +84,9 @@ class Period:
             end = latest + dt.timedelta(days=1)
             how = f"{self.unit} to date, up to {anchor}"
         elif self.unit == "day":
-            how = f"the day before {anchor}"
+            how = f"{self.back} day{'s' if self.back > 1 else ''} before {anchor}"
+        elif self.back > 1:
+            how = f"{self.back} calendar {self.unit}s before the one of {anchor}"
         else:
             how = f"the last full calendar {self.unit} before {anchor}"
         return Bounds(start, end, f"{_name(start, self.unit)} ({_span(start, end)}, {how})")
@@ -94,6 +97,9 @@ def find_period(question: str) -> Period | None:
     if (m := _LAST_N.search(question)) is not None:
         unit: Unit = m.group(2).lower()  # type: ignore[assignment]
         return Period(m.group(0), unit, last_n=int(m.group(1))) if int(m.group(1)) else None
+    if (m := _AGO.search(question)) is not None:
+        unit = m.group(2).lower()  # type: ignore[assignment]
+        return Period(m.group(0), unit, back=int(m.group(1)))
     if (m := _RELATIVE.search(question)) is not None:
         unit = m.group(2).lower()  # type: ignore[assignment]
         back = 0 if m.group(1).lower() in ("this", "current") else 1

@@ -84,6 +84,8 @@ class Query:
     `kind` picks the answer's form: `value` (one figure in `headline`'s
     `{value}`), `table` (a ranking or breakdown), `rows` (a listing or a
     literal statement). `money` names the columns shown with two decimals.
+    `top` is N of a top-N ranking: the statement reads one row more, so the
+    answer can tell when the last shown row ties with the next one.
     """
 
     sql: str
@@ -91,6 +93,7 @@ class Query:
     headline: str
     reasoning: str
     money: frozenset[str] = field(default_factory=frozenset)
+    top: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,10 +240,10 @@ class _Builder:
         where, period_text = self._where(source, joins)
         if isinstance(where, Lookup):
             return where
-        limit = ""
+        limit, top = "", None
         if not monthly and _TOP.search(self.question):
-            count = self._number(_DEFAULT_TOP)
-            limit = f"\nLIMIT {count}"
+            count = top = self._number(_DEFAULT_TOP)
+            limit = f"\nLIMIT {count + 1}"
             if group_column is not None:
                 phrase = _PHRASES.get(value_name, value_name)
                 heading = f"{group_column[1].name} values by {phrase}"
@@ -258,6 +261,7 @@ class _Builder:
             money=frozenset({value_name})
             if measure and not _UNITS.search(self.question)
             else frozenset(),
+            top=top,
         )
 
     def _count(self) -> Plan:

@@ -12,7 +12,8 @@ A question no query shape fits gets a plain answer naming the tables.
 Otherwise an answer streamed word by word. Tokens come `delay_ms` apart.
 
 It keeps no state between turns: each turn re-plans from the question and
-the tool results already in the conversation.
+the tool results already in the conversation. A follow-up ("And the month
+before?") is read against the thread's earlier questions (`agents/followup.py`).
 
 Its chunks carry the same content blocks as `ChatAnthropic`'s (`thinking`,
 `text`, `tool_use` + `input_json_delta` with tool-call chunks, each with its
@@ -54,24 +55,14 @@ from langchain_core.tools import BaseTool
 
 from agents.answers import answer
 from agents.catalog import CATALOG_SQL, parse_catalog
+from agents.followup import asks_for_data, is_follow_up, standalone
 from agents.planner import Cannot, Lookup, Plan, Query, plan
 from agents.vocabulary import literal_sql
 
 __all__ = ["ScriptedChatModel", "asks_for_data"]
 
-_DATA_WORDS: Final = re.compile(
-    r"\b(data|rows?|records?|query|queries|table|tables|sql|select|count|database|"
-    r"how many|how much|average|total|sum|top|most|least|which|list|show|spent|spend|"
-    r"sales|revenue|monthly|number of|per|by)\b",
-    re.IGNORECASE,
-)
 _TOKEN: Final = re.compile(r"\s*\S+\s*")
 _MAX_QUERIES: Final = 4
-
-
-def asks_for_data(text: str) -> bool:
-    """Whether a message asks for data (rows, counts, a query...)."""
-    return _DATA_WORDS.search(text) is not None
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -143,9 +134,9 @@ def _reply(
     messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]
 ) -> Iterator[AIMessageChunk]:
     """The chunks of the model's next turn."""
-    question = _last_user_text(messages)
+    question = standalone(_user_texts(messages))
     query_tool = _query_tool(tools)
-    if query_tool is not None and asks_for_data(question):
+    if query_tool is not None and (asks_for_data(question) or is_follow_up(question)):
         yield from _data_turn(question, query_tool, _queries_since_question(messages))
         return
     results = _trailing_tool_messages(messages)
@@ -332,11 +323,8 @@ def _trailing_tool_messages(messages: Sequence[BaseMessage]) -> list[ToolMessage
     return results[::-1]
 
 
-def _last_user_text(messages: Sequence[BaseMessage]) -> str:
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage):
-            return message.text.strip()
-    return ""
+def _user_texts(messages: Sequence[BaseMessage]) -> list[str]:
+    return [message.text.strip() for message in messages if isinstance(message, HumanMessage)]
 
 
 def _query_tool(tools: Sequence[dict[str, Any]]) -> tuple[str, str] | None:

@@ -28,6 +28,7 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.segment import Segment
+from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -121,7 +122,7 @@ class RunView:
         elif isinstance(event, ToolStream):
             call = self._tool(event.data.tool_use_id)
             if call is not None:
-                call.progress += event.data.text
+                call.progress = _progress_line(call.progress, event.data.text)
         elif isinstance(event, ToolResult):
             call = self._tool(event.data.tool_use_id)
             if call is not None:
@@ -184,8 +185,39 @@ def _block(block: _Prose | ToolCall) -> RenderableType:
     return Markdown(block.text)
 
 
+def _progress_line(progress: str, text: str) -> str:
+    """Each progress message of a tool on its own line ("running query…", then "1 row")."""
+    if progress and not progress.endswith("\n") and not text.startswith("\n"):
+        progress += "\n"
+    return progress + text
+
+
+def json_cell(value: Any) -> str:
+    """A JSON value as one compact line: a string as is, anything else as JSON (`null`)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+_SYNTAX_THEME = "ansi_dark"
+
+
+def _tool_input(tool_input: dict[str, Any]) -> list[RenderableType]:
+    """A query's SQL as a highlighted block and its other arguments as `key: value`;
+    any other input as indented JSON."""
+    sql = tool_input.get("sql")
+    if not isinstance(sql, str):
+        dumped = json.dumps(tool_input, ensure_ascii=False, indent=2)
+        return [Syntax(dumped, "json", theme=_SYNTAX_THEME, word_wrap=True)]
+    parts: list[RenderableType] = [Syntax(sql.strip(), "sql", theme=_SYNTAX_THEME, word_wrap=True)]
+    rest = [f"{key}: {json_cell(value)}" for key, value in tool_input.items() if key != "sql"]
+    if rest:
+        parts.append(Text("  ".join(rest), style="dim"))
+    return parts
+
+
 def _tool_panel(call: ToolCall) -> Panel:
-    body: list[RenderableType] = [Text(json.dumps(call.input, ensure_ascii=False), style="cyan")]
+    body: list[RenderableType] = _tool_input(call.input)
     if call.progress:
         body.append(Text(call.progress, style="dim"))
     if call.done:
@@ -202,13 +234,21 @@ def _output(output: Any, is_error: bool) -> RenderableType:
         and isinstance(output.get("columns"), list)
         and isinstance(output.get("rows"), list)
     ):
-        table = Table(*(str(c) for c in output["columns"]))
-        for row in output["rows"]:
-            cells = row if isinstance(row, list) else [row]
-            table.add_row(*(str(cell) for cell in cells))
+        rows = [row if isinstance(row, list) else [row] for row in output["rows"]]
+        table = Table()
+        for index, column in enumerate(output["columns"]):
+            cells = [row[index] for row in rows if index < len(row) and row[index] is not None]
+            numeric = bool(cells) and all(_is_number(cell) for cell in cells)
+            table.add_column(json_cell(column), justify="right" if numeric else "left")
+        for row in rows:
+            table.add_row(*(json_cell(cell) for cell in row))
         return table
     text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
     return Text(text, style="red" if is_error else "")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class _Bottom:

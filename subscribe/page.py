@@ -6,6 +6,10 @@ session cookie. Without a valid cookie the routes answer a 401 page that
 says how to get a login link. The page is served with a strict Content
 Security Policy: scripts, styles and connections from this origin only, so
 even a sanitizer miss could not run inline script or send data elsewhere.
+
+The shell carries the server's limits the page checks before it sends
+anything: `<body data-max-message-bytes="N">` (UTF-8 bytes of one message,
+`BROKER_MAX_MESSAGE_BYTES`). `GET /favicon.ico` answers the page's SVG icon.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
+_SHELL = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+_LIMIT_MARK = 'data-max-message-bytes="0"'
+if _LIMIT_MARK not in _SHELL:
+    raise RuntimeError(f"static/index.html lost its {_LIMIT_MARK} attribute")
+
 _SIGN_IN = page_html(
     "Sign in to the broker",
     "<p>Open the login link that <code>broker up</code> printed, or print a fresh one with "
@@ -58,7 +67,9 @@ def _signed_in(request: Request) -> bool:
 def _page(request: Request) -> Response:
     if not _signed_in(request):
         return HTMLResponse(_SIGN_IN, status_code=401, headers=_SECURITY_HEADERS)
-    return FileResponse(STATIC_DIR / "index.html", headers=_SECURITY_HEADERS)
+    limit = get_settings(request).max_message_bytes
+    shell = _SHELL.replace(_LIMIT_MARK, f'data-max-message-bytes="{int(limit)}"')
+    return HTMLResponse(shell, headers=_SECURITY_HEADERS)
 
 
 @router.get("/", include_in_schema=False)
@@ -71,6 +82,16 @@ async def home(request: Request) -> Response:
 async def thread_page(request: Request, thread_id: str) -> Response:
     """The page opened on a thread: its transcript and its live run."""
     return _page(request)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    """The page's icon (SVG), for browsers that ask for `/favicon.ico` on their own."""
+    return FileResponse(
+        STATIC_DIR / "icon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "max-age=86400"},
+    )
 
 
 def install_page(app: FastAPI) -> None:

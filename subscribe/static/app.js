@@ -173,23 +173,60 @@ async function openThread(threadId) {
 
 // --- sending and stopping -----------------------------------------------------------
 
+// The server's limit on one message (UTF-8 bytes), from the page's HTML.
+const MAX_MESSAGE_BYTES = Number(document.body.dataset.maxMessageBytes) || Infinity;
+// A thread this tab created whose first run was refused: the next message reuses it.
+const EMPTY_THREAD_KEY = "broker.emptyThread";
+
+/** The reason `message` would be refused before anything is sent, or "". */
+function refusal(message) {
+  const size = new TextEncoder().encode(message).length;
+  if (size > MAX_MESSAGE_BYTES) {
+    return `The message is ${size.toLocaleString("en")} bytes, over the limit of ${MAX_MESSAGE_BYTES.toLocaleString("en")}.`;
+  }
+  return "";
+}
+
+/** The empty thread this session created earlier and may reuse, or null. */
+async function emptyThread() {
+  const threadId = sessionStorage.getItem(EMPTY_THREAD_KEY);
+  if (!threadId) return null;
+  const thread = await api("GET", `/api/threads/${threadId}`).catch(() => null);
+  if (thread && !thread.latest_run) return thread;
+  sessionStorage.removeItem(EMPTY_THREAD_KEY);
+  return null;
+}
+
 async function send(text) {
   const message = text.trim();
   if (!message) return;
-  notify("");
+  const refused = refusal(message);
+  notify(refused);
+  if (refused) return;
   $("send").disabled = true;
   try {
     const created = !page.threadId;
     if (created) {
-      const thread = await api("POST", "/api/threads", { title: message.slice(0, 80) });
+      let thread = await emptyThread();
+      if (!thread) {
+        thread = await api("POST", "/api/threads", { title: message.slice(0, 80) });
+        sessionStorage.setItem(EMPTY_THREAD_KEY, thread.thread_id);
+      }
       page.threadId = thread.thread_id;
-      $("thread-title").textContent = thread.title;
+      $("thread-title").textContent = thread.title || "Untitled";
       $("history").replaceChildren();
     } else if (page.runId) {
       // The previous run is finished: it becomes history.
       for (const node of $("run").children) $("history").appendChild(node.cloneNode(true));
     }
-    const run = await api("POST", `/api/threads/${page.threadId}/runs`, { message });
+    let run;
+    try {
+      run = await api("POST", `/api/threads/${page.threadId}/runs`, { message });
+    } catch (error) {
+      if (created) page.threadId = null; // the thread stays empty: the next message reuses it
+      throw error;
+    }
+    if (sessionStorage.getItem(EMPTY_THREAD_KEY) === page.threadId) sessionStorage.removeItem(EMPTY_THREAD_KEY);
     // Only now: the thread's URL opened in another tab shows this run at once.
     if (created) history.pushState({}, "", `/threads/${page.threadId}`);
     $("message").value = "";

@@ -42,6 +42,12 @@ function appendText(blocks, kind, text) {
   return [...blocks, { kind, text }];
 }
 
+/** Each progress message of a tool on its own line ("running query…", then "5 rows"). */
+export function progressLine(progress, text) {
+  const joiner = progress && !progress.endsWith("\n") && !text.startsWith("\n") ? "\n" : "";
+  return progress + joiner + text;
+}
+
 function updateTool(blocks, id, change) {
   let found = false;
   const next = blocks.map((block) => {
@@ -99,7 +105,7 @@ const HANDLERS = {
   tool_stream: (state, data) => ({
     ...state,
     blocks: updateTool(state.blocks, data.tool_use_id, (tool) => ({
-      progress: tool.progress + data.text,
+      progress: progressLine(tool.progress, data.text),
     })),
   }),
   tool_result: (state, data) => ({

@@ -16,22 +16,62 @@ function formatValue(value) {
   return String(value);
 }
 
+const NUMERIC_TEXT = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
+
+/** The digits after the point in a number's plain text (0 for an integer or an exponent form). */
+function fractionDigits(text) {
+  const match = /^-?\d+\.(\d+)$/.exec(text);
+  return match ? match[1].length : 0;
+}
+
+/**
+ * How to show each column of a result: a column is numeric when every non-null cell is a
+ * number or a numeric string (the broker sends a decimal as a string when a float would
+ * change it). Numbers of a column get the same count of decimals (1103.7 next to 1170.22
+ * shows as 1103.70); a numeric string is shown exactly as the database sent it.
+ */
+export function columnFormats(columns, rows) {
+  return columns.map((_, index) => {
+    const cells = rows.map((row) => row[index]).filter((cell) => cell !== null && cell !== undefined);
+    const numeric = cells.length > 0 && cells.every(
+      (cell) => (typeof cell === "number" && Number.isFinite(cell)) || (typeof cell === "string" && NUMERIC_TEXT.test(cell)),
+    );
+    const decimals = numeric ? Math.max(0, ...cells.map((cell) => fractionDigits(String(cell)))) : 0;
+    return { numeric, decimals: Math.min(decimals, 20) };
+  });
+}
+
+/** One cell's text under its column's format. */
+export function formatCell(cell, format) {
+  if (format.numeric && typeof cell === "number" && fractionDigits(String(cell)) <= format.decimals
+      && !/e/i.test(String(cell))) {
+    return cell.toFixed(format.decimals);
+  }
+  return formatValue(cell);
+}
+
 /** A query's rows as a table, or null when the output is not `{columns, rows}`. */
 function rowsTable(output) {
   if (!output || !Array.isArray(output.columns) || !Array.isArray(output.rows)) return null;
+  const rows = output.rows.filter(Array.isArray);
+  const formats = columnFormats(output.columns, rows);
   const wrap = el("div", "table-wrap");
   const table = el("table", "rows");
   const head = table.createTHead().insertRow();
-  for (const column of output.columns) head.appendChild(el("th", "", String(column)));
+  output.columns.forEach((column, index) => {
+    head.appendChild(el("th", formats[index].numeric ? "num" : "", String(column)));
+  });
   const body = table.createTBody();
-  for (const row of output.rows) {
+  for (const row of rows) {
     const tr = body.insertRow();
-    for (const cell of row) {
-      const td = el("td", typeof cell === "number" ? "num" : "", formatValue(cell));
-      tr.appendChild(td);
-    }
+    row.forEach((cell, index) => {
+      const format = formats[index] ?? { numeric: false, decimals: 0 };
+      tr.appendChild(el("td", format.numeric ? "num" : "", formatCell(cell, format)));
+    });
   }
-  wrap.appendChild(table);
+  const scroller = el("div", "table-scroll");
+  scroller.appendChild(table);
+  wrap.appendChild(scroller);
   const count = output.rows.length;
   const caption = `${count} row${count === 1 ? "" : "s"}${output.truncated ? " (truncated)" : ""}`;
   wrap.appendChild(el("p", "table-caption", caption));

@@ -43,9 +43,13 @@ class Demo:
     http: httpx.AsyncClient
     db: Any  # an asyncpg connection to the demo database, as its owner
 
-    async def ask(self, question: str) -> tuple[str, list[dict[str, Any]]]:
-        """The answer's text and the run's events, once the run completed."""
-        thread = (await self.http.post("/api/threads", json={"title": "q"})).json()["thread_id"]
+    async def ask(
+        self, question: str, thread: str | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The answer's text and the run's events, once the run completed (on a new thread
+        unless `thread` is given)."""
+        if thread is None:
+            thread = (await self.http.post("/api/threads", json={"title": "q"})).json()["thread_id"]
         started = await self.http.post(f"/api/threads/{thread}/runs", json={"message": question})
         assert started.status_code == 202, started.text
         events: list[dict[str, Any]] = []
@@ -251,3 +255,40 @@ async def test_rows_literal_sql_and_what_it_cannot_do(demo: Demo) -> None:
     result = next(e for e in events if e["event_type"] == "tool_result")
     assert result["data"]["is_error"] is True
     assert "failed" in text and "no_such_table" in text
+
+
+async def test_a_follow_up_on_the_thread_moves_the_period_one_month_back(demo: Demo) -> None:
+    db = demo.db
+    thread = (await demo.http.post("/api/threads", json={"title": "f"})).json()["thread_id"]
+    await demo.ask("How many orders were placed last month?", thread)
+    text, events = await demo.ask("And the month before?", thread)
+    latest = await db.fetchval("SELECT max(ordered_at) AT TIME ZONE 'UTC' FROM orders")
+    last = (latest.date().replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    before = (last - dt.timedelta(days=1)).replace(day=1)
+    assert _bold(text) == await db.fetchval(
+        "SELECT count(*) FROM orders"
+        " WHERE date_trunc('month', ordered_at AT TIME ZONE 'UTC')::date = $1",
+        before,
+    )
+    assert before.strftime("%B %Y") in text and "canned" not in text, text
+    assert len(_queries(events)) == 3  # the catalog, the latest timestamp, the count
+    # Without a question to follow, the help answer names the tables instead.
+    text, _ = await demo.ask("And the month before?")
+    assert "canned" not in text and all(table in text for table in ("customers", "orders")), text
+
+
+async def test_a_top_n_says_when_its_last_row_ties_with_the_next(demo: Demo) -> None:
+    counts = [
+        r[0]
+        for r in await demo.db.fetch(
+            "SELECT count(*) FROM customers c JOIN orders o ON o.customer_id = c.id"
+            " GROUP BY c.id ORDER BY 1 DESC"
+        )
+    ]
+    tied = next(n for n in range(1, 50) if counts[n - 1] == counts[n])
+    apart = next(n for n in range(1, 50) if counts[n - 1] != counts[n])
+    text, events = await demo.ask(f"Top {tied} customers by number of orders")
+    assert len(_table(text)) == tied and _queries(events)[-1].endswith(f"LIMIT {tied + 1}")
+    assert "is tied with" in text and f"at {counts[tied - 1]:,}" in text, text
+    text, _ = await demo.ask(f"Top {apart} customers by number of orders")
+    assert len(_table(text)) == apart and "tied" not in text, text

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { HANDLED_TYPES, initialState, reduce, reduceAll } from "../../subscribe/static/reducer.js";
+import { HANDLED_TYPES, initialState, progressLine, reduce, reduceAll } from "../../subscribe/static/reducer.js";
 
 let seq = 0;
 const ev = (event_type, data) => ({ seq: ++seq, event_type, data, ts: "2026-11-21T10:00:00.000Z" });
@@ -100,4 +100,18 @@ test("the reducer never mutates the state it was given", () => {
   reduceAll(RUN.slice(4), before);
   assert.deepEqual(before, copy);
   assert.ok(HANDLED_TYPES.includes("complete"));
+});
+
+test("each progress message of a tool is its own line", () => {
+  assert.equal(progressLine("", "running query…"), "running query…");
+  assert.equal(progressLine("running query…", "5 rows"), "running query…\n5 rows");
+  assert.equal(progressLine("a\n", "b"), "a\nb");
+  assert.equal(progressLine("a", "\nb"), "a\nb");
+  seq = 0;
+  const state = reduceAll([
+    ev("tool_use", { tool_use_id: "q", name: "query", input: {} }),
+    ev("tool_stream", { tool_use_id: "q", text: "running query…" }),
+    ev("tool_stream", { tool_use_id: "q", text: "5 rows" }),
+  ]);
+  assert.equal(state.blocks[0].progress, "running query…\n5 rows");
 });

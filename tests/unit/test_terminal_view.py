@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from broker.client import parse_wire_event
-from broker.terminal import RunView, ToolCall, render
+from broker.terminal import RunView, ToolCall, json_cell, render
 from models.events import StoredEvent, parse_event
 
 
@@ -63,7 +63,7 @@ def test_view_folds_deltas_into_blocks_in_order() -> None:
 def test_render_dims_reasoning_tables_rows_and_renders_the_answer_as_markdown() -> None:
     text = screen(fold(*TOOL_RUN))
     assert "Let me count." in text
-    assert "tool query" in text and '{"sql": "select 1"}' in text
+    assert "tool query" in text and "select 1" in text and '"sql"' not in text
     assert "month" in text and "2026-10" in text and "42" in text
     assert "There were 42 orders." in text  # Markdown: the ** are rendered, not shown
     assert text.rstrip().endswith("● completed")
@@ -138,3 +138,75 @@ def test_malformed_wire_events_are_refused(bad: dict[str, Any]) -> None:
 def test_a_wire_event_must_be_an_object() -> None:
     with pytest.raises(TypeError):
         parse_wire_event([1, 2])
+
+
+SQL = "SELECT name,\n       sum(total) AS spent\nFROM orders\nGROUP BY name\nLIMIT 5"
+
+
+def test_a_querys_sql_is_a_highlighted_block_with_its_lines_not_escaped_json() -> None:
+    view = fold(
+        (
+            "tool_use",
+            {"tool_use_id": "q", "name": "query", "input": {"sql": SQL, "integration_id": "i-1"}},
+        ),
+    )
+    text = screen(view)
+    assert "\\n" not in text and '"sql"' not in text
+    lines = [line.strip("│ ") for line in text.splitlines()]
+    assert "SELECT name," in lines and "sum(total) AS spent" in lines and "LIMIT 5" in lines
+    assert "integration_id: i-1" in text
+    console = Console(file=io.StringIO(), width=80, color_system="truecolor", record=True)
+    console.print(render(view))
+    assert "\x1b[" in console.file.getvalue()  # type: ignore[attr-defined]  # highlighted
+
+
+def test_an_input_without_sql_is_indented_json() -> None:
+    text = screen(fold(("tool_use", {"tool_use_id": "a", "name": "x", "input": {"k": [1, None]}})))
+    assert '"k": [' in text and "null" in text and "None" not in text
+
+
+def test_each_progress_message_of_a_tool_is_its_own_line() -> None:
+    view = fold(
+        ("tool_use", {"tool_use_id": "q", "name": "query", "input": {"sql": "select 1"}}),
+        ("tool_stream", {"tool_use_id": "q", "text": "running query…"}),
+        ("tool_stream", {"tool_use_id": "q", "text": "1 row"}),
+        ("tool_stream", {"tool_use_id": "q", "text": "\ndone\n"}),
+        ("tool_stream", {"tool_use_id": "q", "text": "again"}),
+    )
+    call = view.blocks[0]
+    assert isinstance(call, ToolCall)
+    assert call.progress == "running query…\n1 row\ndone\nagain"
+    lines = [line.strip("│ ") for line in screen(view).splitlines()]
+    assert "running query…" in lines and "1 row" in lines
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, "null"),
+        (["id", "integer"], '["id", "integer"]'),
+        ({"a": 1}, '{"a": 1}'),
+        (True, "true"),
+        (1103.7, "1103.7"),
+        ("1103.70", "1103.70"),
+        ("héllo", "héllo"),
+    ],
+)
+def test_cells_are_shown_as_json_not_python(value: object, shown: str) -> None:
+    assert json_cell(value) == shown
+
+
+def test_catalog_cells_render_as_json_and_numbers_align_right() -> None:
+    output = {
+        "columns": ["table", "columns", "rows"],
+        "rows": [["orders", [["id", "integer"]], 1200], ["notes", None, 7]],
+    }
+    view = fold(
+        ("tool_use", {"tool_use_id": "c", "name": "catalog", "input": {}}),
+        ("tool_result", {"tool_use_id": "c", "output": output}),
+    )
+    text = screen(view)
+    assert '[["id", "integer"]]' in text and "null" in text
+    assert "None" not in text and "['id'" not in text
+    row = next(line for line in text.splitlines() if "notes" in line)
+    assert row.index("   7") > row.index("null")  # right-justified under "rows"
