@@ -6,6 +6,7 @@ COPY models models
 COPY broker broker
 COPY subscribe subscribe
 COPY agents agents
+COPY durable durable
 COPY migrations migrations
 RUN pip install --no-cache-dir .
 USER nobody

@@ -177,3 +177,32 @@ def test_the_config_check_notices_buffering_left_on(tmp_path: Path) -> None:
     broken.write_text(text.replace("proxy_buffering off;", ""))
     with pytest.raises(AssertionError):
         _one(_nginx(broken), "http", "server", "location", "proxy_buffering")
+
+
+def test_the_image_copies_every_package_the_project_installs() -> None:
+    """A package missing from the Dockerfile fails the image's broker at import."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    included = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in included}
+    copied = set(re.findall(r"^COPY (\S+) \1$", (ROOT / "Dockerfile").read_text(), flags=re.M))
+    assert packages <= copied, packages - copied
+
+
+def test_every_file_of_the_page_is_package_data() -> None:
+    """A non-editable install serves the page whole (DOMPurify's .mjs included)."""
+    import fnmatch
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["subscribe"]
+    static = ROOT / "subscribe" / "static"
+    files = [path.relative_to(ROOT / "subscribe").as_posix() for path in static.rglob("*")]
+    missing = [
+        name
+        for name in files
+        if (ROOT / "subscribe" / name).is_file()
+        and not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+    ]
+    assert files and missing == []
