@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from broker.errors import Conflict, DatabaseUnavailable, NotFound
-from broker.store.notify import notify_payloads
+from broker.store.notify import cancel_payload, notify_payloads
 from broker.store.records import (
     IntegrationRecord,
     PendingEvent,
@@ -39,6 +39,10 @@ from models.status import ACTIVE_STATUSES
 __all__ = ["MemoryListening", "MemoryStore"]
 
 
+Payload = Callable[[str], None]
+Lost = Callable[[], None]
+
+
 @dataclass(slots=True)
 class _Run:
     record: RunRecord
@@ -51,11 +55,12 @@ class MemoryListening:
     """A LISTEN subscription of the in-memory store."""
 
     def __init__(
-        self, store: MemoryStore, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+        self, store: MemoryStore, on_payload: Payload, on_lost: Lost, on_cancel: Payload | None
     ) -> None:
         self._store = store
         self.on_payload = on_payload
         self.on_lost = on_lost
+        self.on_cancel = on_cancel
         self._closed = False
 
     @property
@@ -228,19 +233,20 @@ class MemoryStore:
         lease_s: float,
         runs: Sequence[RunFlush],
         events: Sequence[PendingEvent],
-    ) -> set[RunId]:
+    ) -> dict[RunId, str | None]:
         await self.check_available()
         if not runs:
-            return set()
+            return {}
         now = self.clock()
-        accepted: set[RunId] = set()
+        accepted: dict[RunId, str | None] = {}
         wrote: list[tuple[RunId, int]] = []
         for flush in runs:
             run = self._runs.get(flush.run_id)
             if run is None or run.record.writer_id != writer_id or run.record.status != "streaming":
                 continue
-            accepted.add(flush.run_id)
             record, ending = run.record, flush.ending
+            requested = record.abort_requested_at is not None
+            accepted[flush.run_id] = (run.aborted_by or "") if requested else None
             changes: dict[str, Any] = {
                 "last_seq": max(record.last_seq, flush.last_seq),
                 "agent_event_id": flush.agent_event_id or record.agent_event_id,
@@ -256,11 +262,12 @@ class MemoryStore:
                     writer_id=None,
                 )
                 run.aborted_by = run.aborted_by or ending.aborted_by
+                changes["aborted_by"] = run.aborted_by
                 run.lease_expires_at = None
             self._update(run, **changes)
             if flush.last_seq > 0:
                 wrote.append((flush.run_id, run.record.last_seq))
-        self._insert(events, accepted)
+        self._insert(events, set(accepted))
         for flush in runs:
             if flush.ending and flush.ending.messages and flush.run_id in accepted:
                 self._append_messages(flush.thread_id, flush.run_id, flush.ending.messages)
@@ -282,8 +289,11 @@ class MemoryStore:
         await self.check_available()
         run = self._run(run_id, workspace_id)
         if run.record.status in ACTIVE_STATUSES:
-            self._update(run, abort_requested_at=run.record.abort_requested_at or self.clock())
             run.aborted_by = run.aborted_by or by
+            at = run.record.abort_requested_at or self.clock()
+            self._update(run, abort_requested_at=at, aborted_by=run.aborted_by)
+            for hook in [x.on_cancel for x in self._listening if x.on_cancel is not None]:
+                asyncio.get_running_loop().call_soon(hook, cancel_payload(run_id, run.aborted_by))
         return run.record
 
     async def claim_expired_runs(
@@ -381,9 +391,9 @@ class MemoryStore:
         return found
 
     async def listen(
-        self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+        self, on_payload: Payload, on_lost: Lost, *, on_cancel: Payload | None = None
     ) -> MemoryListening:
         await self.check_available()
-        listening = MemoryListening(self, on_payload, on_lost)
+        listening = MemoryListening(self, on_payload, on_lost, on_cancel)
         self._listening.append(listening)
         return listening

@@ -27,7 +27,7 @@ from broker.errors import NotFound
 from broker.store.integration_rows import IntegrationQueries
 from broker.store.listening import Listening, listen
 from broker.store.messages import MessageQueries
-from broker.store.notify import notify_payloads
+from broker.store.notify import cancel_payload, notify_payloads
 from broker.store.records import (
     PendingEvent,
     RunFlush,
@@ -35,7 +35,13 @@ from broker.store.records import (
     RunState,
     ThreadRecord,
 )
-from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY, READ_EVENTS_MANY
+from broker.store.statements import (
+    CANCEL_NOTIFY,
+    FLUSH,
+    INSERT_EVENTS,
+    NOTIFY,
+    READ_EVENTS_MANY,
+)
 from broker.store.statements import events as _events
 from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
@@ -61,6 +67,7 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
         agent_event_id=row.agent_cursor,
         writer_id=row.writer_id,
         abort_requested_at=row.abort_requested_at,
+        aborted_by=row.aborted_by,
     )
 
 
@@ -197,15 +204,16 @@ class Store(MessageQueries, IntegrationQueries):
         lease_s: float,
         runs: Sequence[RunFlush],
         events: Sequence[PendingEvent],
-    ) -> set[RunId]:
+    ) -> dict[RunId, str | None]:
         """Fenced flush: renew leases, store events, finish runs; returns the runs still ours.
 
-        Events of runs that fail the fence (another writer, or no longer streaming)
-        are not written; the caller stops their producers. Idempotent by key, so a
-        batch whose commit was lost can be sent again.
+        Each run still ours maps to the member who asked to cancel it (None:
+        nobody). Events of runs that fail the fence (another writer, or no
+        longer streaming) are not written; the caller stops their producers.
+        Idempotent by key, so a batch whose commit was lost can be sent again.
         """
         if not runs:
-            return set()
+            return {}
         sealed = self.seal_events(events)
         params: dict[str, Any] = {
             "run_ids": [r.run_id for r in runs],
@@ -223,7 +231,7 @@ class Store(MessageQueries, IntegrationQueries):
             "payloads": sealed["payloads"],
         }
         async with self.transaction() as conn:
-            accepted = {RunId(row.id) for row in await conn.execute(FLUSH, params)}
+            accepted = {RunId(row.id): row.cancel_by for row in await conn.execute(FLUSH, params)}
             for run in runs:
                 if run.ending and run.ending.messages and run.run_id in accepted:
                     await self.insert_messages(conn, run.thread_id, run.run_id, run.ending.messages)
@@ -251,7 +259,9 @@ class Store(MessageQueries, IntegrationQueries):
     async def request_cancel(self, workspace_id: WorkspaceId, run_id: RunId, by: str) -> RunRecord:
         """Raise the cancel flag of an active run (first request wins); `NotFound` if not ours.
 
-        A run that already ended comes back unchanged.
+        The cancel wake-up (`broker.store.notify`) is sent in the same transaction,
+        naming the member whose request won. A run that already ended comes back
+        unchanged, and nothing is sent.
         """
         stmt = (
             _runs.update()
@@ -268,6 +278,10 @@ class Store(MessageQueries, IntegrationQueries):
         )
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one_or_none()
+            if row is not None:
+                await conn.execute(
+                    CANCEL_NOTIFY, {"payload": cancel_payload(row.id, row.aborted_by)}
+                )
         return _run_record(row) if row is not None else await self.get_run(workspace_id, run_id)
 
     async def claim_expired_runs(
@@ -356,7 +370,11 @@ class Store(MessageQueries, IntegrationQueries):
         return found
 
     async def listen(
-        self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+        self,
+        on_payload: Callable[[str], None],
+        on_lost: Callable[[], None],
+        *,
+        on_cancel: Callable[[str], None] | None = None,
     ) -> Listening:
         """Open a connection that LISTENs for wake-ups; `on_lost` fires when it drops."""
-        return await listen(self.engine, on_payload, on_lost)
+        return await listen(self.engine, on_payload, on_lost, on_cancel=on_cancel)

@@ -27,11 +27,23 @@ period); after a lost lease it only disconnects, since the new owner may be
 re-attaching. On shutdown the task is cancelled: the agent connection closes,
 the run's buffered events are flushed and its lease handed over by the
 stream manager, and the agent keeps the run for a re-attach.
+
+Cancel (design 5): the run's stream is told by the cancel wake-up or by the
+flag a flush returns (`RunStream.cancel_requested`), and the producer races
+its agent read against that too. It then, at once, 1. sends the agent's
+cancel and 2. aborts its request (nothing the agent sends after the cancel
+was asked for is kept), and 3.-5. pushes the terminal `cancelled` (`by`: the
+member) with the partial answer: one flush stores the event, the partial
+transcript and the run's `cancelled` status in one transaction. A flag
+already raised when the producer starts ends the run at once, and the agent
+is never called.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -55,7 +67,16 @@ from broker.write.batching import Backoff
 from broker.write.run_stream import RunStream
 from broker.write.streams import StreamManager
 from models.agent_api import AgentIntegration, RunRequest
-from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal, parse_event_json
+from models.events import (
+    ChatMessage,
+    ErrorData,
+    ErrorEvent,
+    StoredEvent,
+    StreamEvent,
+    Text,
+    is_terminal,
+    parse_event_json,
+)
 from models.ids import RunId
 
 __all__ = ["Producers", "interpret_frame"]
@@ -68,6 +89,8 @@ _T = TypeVar("_T")
 _BROKER_ONLY = frozenset({"run_started"})
 # `runs.agent_cursor` is varchar(200); an id that cannot be recorded cannot be resumed from.
 _AGENT_ID_MAX = 200
+# How long a cancelled run waits for the agent to acknowledge its cancel (after the end).
+_AGENT_CANCEL_TIMEOUT_S = 5.0
 
 
 def interpret_frame(frame: ServerSentEvent) -> StreamEvent | str:
@@ -146,13 +169,19 @@ class _Producer:
         self._message = message
         self._request_id = request_id
         self._log = _log.bind(run_id=str(run.run_id), request_id=request_id)
+        self._agent_called = False
 
     async def run(self) -> None:
         stream = self._stream
         try:
             try:
-                request = await self._agent_request()
-                await _until_halted(stream, self._consume(request))
+                await self._check_cancel_flag()
+                if not stream.cancel_requested.is_set():
+                    request = await self._agent_request()
+                    if not stream.cancel_requested.is_set():
+                        await _until_stopped(stream, self._consume(request))
+                if stream.cancel_requested.is_set():
+                    await self._cancel()
             except Exception:
                 self._log.exception("producer_failed")
                 stream.push(_error("producer_failed", "the broker failed to produce this run"))
@@ -165,6 +194,50 @@ class _Producer:
             raise
         finally:
             self._metrics.active_producers.dec()
+
+    async def _check_cancel_flag(self) -> None:
+        """A cancel recorded before this producer started (its wake-up came too early)."""
+        run, store = self._run, self._owner.store
+        stored = await self._retry_db(lambda: store.get_run(run.workspace_id, run.run_id))
+        if stored.abort_requested_at is not None:
+            self._stream.request_cancel(stored.aborted_by or "")
+
+    async def _cancel(self) -> None:
+        """Stop the run for its cancel: the agent told, the request aborted, the end pushed."""
+        stream = self._stream
+        telling = asyncio.create_task(self._cancel_agent()) if self._agent_called else None
+        # The agent read was stopped by the race (or never began): the request is aborted.
+        try:
+            partial = await self._partial_answer()
+            if stream.cancel(stream.cancel_by, partial) is not None:
+                self._log.info("run_cancelled", by=stream.cancel_by, partial=len(partial))
+        finally:
+            if telling is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(telling, _AGENT_CANCEL_TIMEOUT_S)
+
+    async def _partial_answer(self) -> list[ChatMessage]:
+        """The answer so far, as one assistant message (none if no text was produced)."""
+        stream = self._stream
+        earlier: list[str] = []
+        if stream.first_seq > 2:
+            # Taken over from another writer: its part of the answer is in the table.
+            after = 1
+            while after < stream.first_seq - 1:
+                found = await self._retry_db(functools.partial(self._read_after, after))
+                if not found:
+                    break
+                earlier += [
+                    e.event.data.text
+                    for e in found
+                    if isinstance(e.event, Text) and e.seq < stream.first_seq
+                ]
+                after = found[-1].seq
+        text = "".join(earlier + stream.answer)
+        return [ChatMessage(role="assistant", content=text)] if text.strip() else []
+
+    async def _read_after(self, after: int) -> list[StoredEvent]:
+        return await self._owner.store.read_events(self._run.run_id, after)
 
     async def _agent_request(self) -> RunRequest:
         """The agent's input: the transcript before this run's message, and the integrations."""
@@ -197,6 +270,7 @@ class _Producer:
         delays = self._owner.agent_backoff.delays()
         reattach = False
         while True:
+            self._agent_called = True
             try:
                 body = (
                     self._agent.reattach(
@@ -236,6 +310,8 @@ class _Producer:
     def _take(self, frame: ServerSentEvent) -> bool:
         """Push one frame's event; True when the producer should stop reading."""
         self._metrics.events_received.inc()
+        if self._stream.cancel_requested.is_set():
+            return True  # the agent's events after a cancel are not the run's
         event = interpret_frame(frame)
         if isinstance(event, str):
             self._metrics.events_dropped.inc()
@@ -264,15 +340,17 @@ class _Producer:
             self._log.info("agent_cancel_failed", error=str(exc))
 
 
-async def _until_halted(stream: RunStream, work: Coroutine[Any, Any, None]) -> None:
-    """Run `work`, but stop it as soon as the stream is halted (lease lost, overflow)."""
+async def _until_stopped(stream: RunStream, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`, but stop it as soon as the stream is halted (lease lost, overflow) or
+    its run is to be cancelled."""
     task = asyncio.create_task(work)
     halted = asyncio.create_task(stream.halted.wait())
+    cancelled = asyncio.create_task(stream.cancel_requested.wait())
     try:
-        await asyncio.wait({task, halted}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, halted, cancelled}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for pending in (task, halted):
+        for pending in (task, halted, cancelled):
             pending.cancel()
-        await asyncio.gather(task, halted, return_exceptions=True)
+        await asyncio.gather(task, halted, cancelled, return_exceptions=True)
     if not task.cancelled() and (exc := task.exception()) is not None:
         raise exc
