@@ -23,6 +23,12 @@ The modules, one noun each:
 - `translate`: LangGraph stream parts → typed events.
 - `providers`: which chat model serves a run (Claude or the scripted model).
 - `scripted`: the offline scripted chat model.
+- `catalog`: an integration's tables, columns and foreign keys, and the SQL that reads them.
+- `planner`: question + catalog → the SQL the offline model runs, or "can't".
+- `vocabulary`: a question's words → tables, columns, money, time columns, join paths.
+- `periods`: time ranges named in a question, anchored on the latest date in the data.
+- `joins`: the FROM clause of a planned query along foreign keys, and its date literals.
+- `answers`: a query's result as the offline model's Markdown answer.
 - `bench`: the `bench events=N rate=R [size=B]` load.
 - `tools`: the `query_integration` tool.
 - `callback`: the HTTP client of the broker's integration-query callback.

@@ -100,6 +100,7 @@ def create_app(
             secret=settings.broker_local_secret,
             request_id=request_id,
             timeout_s=settings.agent_tool_timeout_s,
+            capability=body.capability,
         )
 
         def build_model() -> BaseChatModel:
@@ -112,6 +113,7 @@ def create_app(
                 body, model_factory=build_model, callback=callback, token=token, log=log
             ),
         )
+        run.renew_capability = callback.renew
         log.info(
             "run_started",
             thread_id=body.thread_id,
@@ -127,6 +129,9 @@ def create_app(
         except ValueError as exc:
             return _error(422, "validation_error", f"Last-Event-ID: {exc}")
         run = registry.get(run_id)
+        capability = request.headers.get("x-run-capability")
+        if capability and run.renew_capability is not None:
+            run.renew_capability(capability)
         run.log.info(
             "run_reattached",
             after=after,

@@ -22,7 +22,14 @@ from typing import Final
 
 from models.events import ChatMessage, Complete, CompleteData, StreamEvent, Text, TextData
 
-__all__ = ["DEFAULT_SIZE", "BenchLoad", "bench_events", "bench_text", "due_count", "parse_bench"]
+__all__ = [
+    "DEFAULT_SIZE",
+    "BenchLoad",
+    "bench_events",
+    "bench_text",
+    "due_count",
+    "parse_bench",
+]
 
 DEFAULT_SIZE: Final = 16
 _COMMAND: Final = re.compile(r"^\s*bench((?:\s+\w+=\S+)+)\s*$")
@@ -55,9 +62,14 @@ def parse_bench(message: str) -> BenchLoad | None:
     return BenchLoad(events=events, rate=rate, size=size)
 
 
-def bench_text(index: int, size: int) -> str:
-    """Exactly `size` ASCII characters, starting with the event's index for eyeballing."""
-    label = f"{index:08d} "
+def bench_text(index: int, size: int, emitted_us: int | None = None) -> str:
+    """Exactly `size` ASCII characters: the event's index, then when it was emitted.
+
+    `emitted_us` (wall clock, microseconds since the epoch) lets `broker bench`
+    measure emit-to-viewer latency across processes: `00000007 t=1764470000123456 xx…`.
+    It is cut off when `size` is too small to hold it (under 27 bytes).
+    """
+    label = f"{index:08d} " if emitted_us is None else f"{index:08d} t={emitted_us} "
     return (label + "x" * max(0, size - len(label)))[:size]
 
 
@@ -73,14 +85,18 @@ async def bench_events(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    wall_us: Callable[[], int] = lambda: time.time_ns() // 1000,
 ) -> AsyncGenerator[StreamEvent, None]:
-    """The load's events, paced on the absolute schedule, then `complete`."""
+    """The load's events, paced on the absolute schedule, then `complete`.
+
+    Each text carries its emit time from `wall_us` (see `bench_text`).
+    """
     t0 = clock()
     sent = 0
     while sent < load.events:
         due = due_count(clock() - t0, load.rate, load.events)
         while sent < due:
-            yield Text(data=TextData(text=bench_text(sent, load.size)))
+            yield Text(data=TextData(text=bench_text(sent, load.size, wall_us())))
             sent += 1
         if sent < load.events:
             await sleep(max(0.0, t0 + sent / load.rate - clock()))

@@ -1,7 +1,9 @@
 """`BrokerCallback`: the agent's one way back to the broker, the integration-query callback.
 
-`POST {BROKER_URL}/api/agents/integrations/{id}/query` with the local secret
-and the run's request id, body `{"sql"}` → `{"columns", "rows", "truncated"}`.
+`POST {BROKER_URL}/api/agents/integrations/{id}/query` with the local secret,
+the run's capability (`x-run-capability`, the opaque token the broker put in
+the run request; a re-attaching broker may renew it) and the run's request
+id, body `{"sql"}` → `{"columns", "rows", "truncated"}`.
 The broker holds the integration's credentials and runs the query; the agent
 only ever sees rows. Every failure (an error status, a refused connection, a
 timeout, an answer not in the contract) is translated here into a
@@ -42,11 +44,20 @@ class BrokerCallback:
         secret: str,
         request_id: str,
         timeout_s: float,
+        capability: str = "",
     ) -> None:
         self._client = client
         self._broker_url = broker_url.rstrip("/")
         self._headers = {"x-local-secret": secret, "X-Request-ID": request_id}
         self._timeout_s = timeout_s
+        self.renew(capability)
+
+    def renew(self, capability: str) -> None:
+        """Send `capability` from now on (a re-attaching broker minted a fresh one)."""
+        if capability:
+            self._headers["x-run-capability"] = capability
+        else:
+            self._headers.pop("x-run-capability", None)
 
     async def query(self, integration_id: str, sql: str) -> QueryResult:
         """Run `sql` on the integration through the broker."""

@@ -62,6 +62,8 @@ class Run:
     task: asyncio.Task[None] | None = None
     expiry: asyncio.TimerHandle | None = None
     log: Any = None
+    # Where a re-attaching broker's fresh run capability goes (the run's callback).
+    renew_capability: Callable[[str], None] | None = None
 
 
 class RunRegistry:

@@ -3,9 +3,16 @@
 It is the default without `ANTHROPIC_API_KEY`, so the whole system runs (and is
 tested) with no network. It behaves like Claude with extended thinking:
 reasoning deltas first; then, when the message asks for data and a
-`query_integration` tool with an integration is bound, a tool call with a
-plausible SQL query; after the tool result, an answer that uses it; otherwise
-an answer streamed word by word. Tokens come `delay_ms` apart.
+`query_integration` tool with an integration is bound, it works like an
+analyst: it reads the integration's catalog (a tool call), looks up the
+latest timestamp when the question names a period relative to the data,
+runs the query `agents/planner.py` writes for the question, and answers from
+its rows in Markdown (`agents/answers.py`); a literal SELECT runs as written.
+A question no query shape fits gets a plain answer naming the tables.
+Otherwise an answer streamed word by word. Tokens come `delay_ms` apart.
+
+It keeps no state between turns: each turn re-plans from the question and
+the tool results already in the conversation.
 
 Its chunks carry the same content blocks as `ChatAnthropic`'s (`thinking`,
 `text`, `tool_use` + `input_json_delta` with tool-call chunks, each with its
@@ -22,6 +29,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Final
 
@@ -44,64 +52,26 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
-__all__ = ["ScriptedChatModel", "asks_for_data", "plausible_sql"]
+from agents.answers import answer
+from agents.catalog import CATALOG_SQL, parse_catalog
+from agents.planner import Cannot, Lookup, Plan, Query, plan
+from agents.vocabulary import literal_sql
+
+__all__ = ["ScriptedChatModel", "asks_for_data"]
 
 _DATA_WORDS: Final = re.compile(
     r"\b(data|rows?|records?|query|queries|table|tables|sql|select|count|database|"
-    r"how many|how much|average|total|sum)\b",
+    r"how many|how much|average|total|sum|top|most|least|which|list|show|spent|spend|"
+    r"sales|revenue|monthly|number of|per|by)\b",
     re.IGNORECASE,
 )
-_TABLE_PATTERNS: Final = (
-    re.compile(r"\btable\s+([A-Za-z_]\w*)", re.IGNORECASE),
-    re.compile(r"\b([A-Za-z_]\w*)\s+table\b", re.IGNORECASE),
-    re.compile(r"\b(?:from|of|in)\s+(?:the\s+)?([A-Za-z_]\w*)", re.IGNORECASE),
-)
-_NOT_TABLES: Final = frozenset(
-    {
-        "the",
-        "a",
-        "an",
-        "this",
-        "that",
-        "my",
-        "our",
-        "your",
-        "it",
-        "there",
-        "here",
-        "data",
-        "database",
-        "rows",
-        "records",
-        "table",
-        "query",
-        "total",
-        "all",
-    }
-)
 _TOKEN: Final = re.compile(r"\s*\S+\s*")
+_MAX_QUERIES: Final = 4
 
 
 def asks_for_data(text: str) -> bool:
     """Whether a message asks for data (rows, counts, a query...)."""
     return _DATA_WORDS.search(text) is not None
-
-
-def plausible_sql(question: str) -> str:
-    """A query a model might write for the question: a count, or a sample of rows."""
-    table = "events"
-    for pattern in _TABLE_PATTERNS:
-        match = next(
-            (m for m in pattern.finditer(question) if m.group(1).lower() not in _NOT_TABLES),
-            None,
-        )
-        if match is not None:
-            table = match.group(1).lower()
-            break
-    lowered = question.lower()
-    if any(word in lowered for word in ("how many", "count", "number of")):
-        return f"SELECT COUNT(*) AS count FROM {table}"
-    return f"SELECT * FROM {table} LIMIT 10"
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -173,22 +143,15 @@ def _reply(
     messages: Sequence[BaseMessage], tools: Sequence[dict[str, Any]]
 ) -> Iterator[AIMessageChunk]:
     """The chunks of the model's next turn."""
+    question = _last_user_text(messages)
+    query_tool = _query_tool(tools)
+    if query_tool is not None and asks_for_data(question):
+        yield from _data_turn(question, query_tool, _queries_since_question(messages))
+        return
     results = _trailing_tool_messages(messages)
     if results:
         yield from _thinking(0, "The query came back. Let me read the result and answer.")
         yield from _text(1, _answer_from_results(results))
-        return
-    question = _last_user_text(messages)
-    query_tool = _query_tool(tools)
-    if asks_for_data(question) and query_tool is not None:
-        name, integration_id = query_tool
-        sql = plausible_sql(question)
-        yield from _thinking(
-            0,
-            f"The user asks for data: {_quote(question)}. I can query integration "
-            f"{integration_id} with SQL using {name}. A good query is: {sql}",
-        )
-        yield from _tool_use(1, name, {"integration_id": integration_id, "sql": sql})
         return
     yield from _thinking(0, f"The user wrote {_quote(question)}. I'll answer directly and briefly.")
     if asks_for_data(question):
@@ -203,6 +166,121 @@ def _reply(
             "to talk to Claude."
         )
     yield from _text(1, answer)
+
+
+def _data_turn(
+    question: str, query_tool: tuple[str, str], done: dict[str, _Done]
+) -> Iterator[AIMessageChunk]:
+    """One turn of a data question: read the catalog, look up, query, or answer.
+
+    The model keeps no state: it re-plans from the question and the results
+    already in the conversation, and calls the next query the plan needs.
+    """
+    name, integration_id = query_tool
+
+    def call(reasoning: str, sql: str) -> Iterator[AIMessageChunk]:
+        yield from _thinking(0, reasoning)
+        yield from _tool_use(1, name, {"integration_id": integration_id, "sql": sql})
+
+    def say(reasoning: str, text: str) -> Iterator[AIMessageChunk]:
+        yield from _thinking(0, reasoning)
+        yield from _text(1, text)
+
+    failed = next((d for d in done.values() if d.is_error), None)
+    if failed is not None:
+        yield from say(
+            "The query failed; I'll say so.",
+            f"The query failed ({_error_message(failed.output)}), so I cannot answer that.",
+        )
+        return
+    literal = literal_sql(question)
+    if literal is not None:
+        query = Query(literal, "rows", "The query returned:", "")
+        if literal not in done:
+            yield from call(f"The user wrote SQL, so I run it as written: {literal}", literal)
+            return
+    elif CATALOG_SQL not in done:
+        yield from call(
+            f"The user asks {_quote(question)}. I don't know the tables of integration "
+            f"{integration_id} yet, so I'll read its catalog first: the tables, their columns "
+            "and foreign keys.",
+            CATALOG_SQL,
+        )
+        return
+    else:
+        try:
+            catalog = parse_catalog(done[CATALOG_SQL].output)
+        except ValueError as exc:
+            yield from say("I cannot read the catalog.", f"I could not read the catalog: {exc}")
+            return
+        latest = {sql: _first_value(d.output) for sql, d in done.items() if sql != CATALOG_SQL}
+        step: Plan = plan(question, catalog, latest)
+        known = f"The database has {len(catalog.tables)} tables: {', '.join(catalog.names)}. "
+        if isinstance(step, Cannot):
+            yield from say(known + "None of my query shapes fits this question.", step.message)
+            return
+        if step.sql not in done and len(done) <= _MAX_QUERIES:
+            yield from call(f"{known}{step.reasoning} The query:\n{step.sql}", step.sql)
+            return
+        if isinstance(step, Lookup) or step.sql not in done:
+            yield from say(
+                "I keep needing another query; I'll stop here.",
+                "I could not get to an answer with the queries I ran, so I stop here.",
+            )
+            return
+        query = step
+    result = done[query.sql].output
+    rows = result.get("rows") if isinstance(result, dict) else None
+    count = len(rows) if isinstance(rows, list) else 0
+    yield from say(
+        f"The query came back with {count} row{'' if count == 1 else 's'}. "
+        "Let me write the answer.",
+        answer(query, result),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    output: Any
+    is_error: bool
+
+
+def _queries_since_question(messages: Sequence[BaseMessage]) -> dict[str, _Done]:
+    """The SQL of each tool call made since the last user message, with its result."""
+    sql_of: dict[str, str] = {}
+    done: dict[str, _Done] = {}
+    tail: list[BaseMessage] = []
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        tail.append(message)
+    for message in reversed(tail):
+        if isinstance(message, AIMessage):
+            for tool_call in message.tool_calls:
+                sql = tool_call.get("args", {}).get("sql")
+                if isinstance(sql, str) and tool_call.get("id"):
+                    sql_of[str(tool_call["id"])] = sql
+        elif isinstance(message, ToolMessage) and message.tool_call_id in sql_of:
+            done[sql_of[message.tool_call_id]] = _Done(
+                _output_of(message), message.status == "error"
+            )
+    return done
+
+
+def _output_of(message: ToolMessage) -> Any:
+    if message.artifact is not None:
+        return message.artifact
+    try:
+        return json.loads(message.text)
+    except ValueError:
+        return message.text
+
+
+def _first_value(output: Any) -> object:
+    rows = output.get("rows") if isinstance(output, dict) else None
+    if isinstance(rows, list) and rows and isinstance(rows[0], list) and rows[0]:
+        return rows[0][0]
+    return None
 
 
 def _thinking(index: int, text: str) -> Iterator[AIMessageChunk]:

@@ -6,10 +6,18 @@ tool refuses any other id anyway. A tool never raises into the graph: every
 failure (bad arguments, an unknown integration, the callback failing) is an
 outcome with `is_error`, which the model sees as an error tool result and the
 viewer as a `tool_result` with `is_error: true`.
+
+What a tool result may put into the model's context and into the stream is
+capped, whatever the broker answered: at most `TOOL_RESULT_MAX_BYTES`
+(64 KiB) of JSON, each text cell at most `TOOL_CELL_MAX_CHARS` (2,000)
+characters, cut with `CUT_MARKER`, and rows past the budget dropped, with
+`truncated: true`. 64 KiB is about 16k tokens, room for the answer's rows in
+the model's context; a larger answer is one to narrow with SQL, not to read.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,9 +29,21 @@ from agents.callback import BrokerCallback
 from agents.errors import CallbackError
 from agents.schemas import Integration
 
-__all__ = ["QUERY_TOOL_NAME", "ToolOutcome", "Toolbox", "query_tool_spec"]
+__all__ = [
+    "CUT_MARKER",
+    "QUERY_TOOL_NAME",
+    "TOOL_CELL_MAX_CHARS",
+    "TOOL_RESULT_MAX_BYTES",
+    "ToolOutcome",
+    "Toolbox",
+    "cap_result",
+    "query_tool_spec",
+]
 
 QUERY_TOOL_NAME: Final = "query_integration"
+TOOL_RESULT_MAX_BYTES: Final = 64 * 1024
+TOOL_CELL_MAX_CHARS: Final = 2_000
+CUT_MARKER: Final = "…[cut]"
 
 Progress = Callable[[str], None]
 
@@ -110,9 +130,47 @@ class Toolbox:
             )
             progress(f"query failed: {exc.code}")
             return ToolOutcome.failure(exc.code, exc.message)
-        rows = len(result.rows)
-        self._log.info("tool_finished", tool=name, rows=rows, truncated=result.truncated)
-        progress(
-            f"{rows} row{'' if rows == 1 else 's'}" + (" (truncated)" if result.truncated else "")
+        output = cap_result(result.model_dump(mode="json"))
+        rows, truncated = len(output["rows"]), bool(output["truncated"])
+        self._log.info("tool_finished", tool=name, rows=rows, truncated=truncated)
+        progress(f"{rows} row{'' if rows == 1 else 's'}" + (" (truncated)" if truncated else ""))
+        return ToolOutcome(output=output)
+
+
+def cap_result(
+    result: Mapping[str, Any],
+    *,
+    max_bytes: int = TOOL_RESULT_MAX_BYTES,
+    max_cell_chars: int = TOOL_CELL_MAX_CHARS,
+) -> dict[str, Any]:
+    """`{"columns", "rows", "truncated"}` within `max_bytes` of JSON (UTF-8).
+
+    Text cells over `max_cell_chars` are cut and end with `CUT_MARKER`; rows
+    that do not fit are dropped from the end; either sets `truncated`.
+    """
+    columns = [_cut(str(c), max_cell_chars) for c in result.get("columns", [])]
+    truncated = bool(result.get("truncated", False))
+    budget = max_bytes - _json_size({"columns": columns, "rows": [], "truncated": True})
+    rows: list[list[Any]] = []
+    for row in result.get("rows", []):
+        cells = [_cut(c, max_cell_chars) if isinstance(c, str) else c for c in row]
+        truncated = truncated or cells != list(row)
+        size = _json_size(cells) + (1 if rows else 0)  # and the comma before it
+        if size > budget:
+            truncated = True
+            break
+        budget -= size
+        rows.append(cells)
+    return {"columns": columns, "rows": rows, "truncated": truncated}
+
+
+def _cut(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[: max_chars - len(CUT_MARKER)] + CUT_MARKER
+
+
+def _json_size(value: Any) -> int:
+    return len(
+        json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "surrogatepass"
         )
-        return ToolOutcome(output=result.model_dump(mode="json"))
+    )

@@ -27,18 +27,26 @@ from broker.store.postgres import Store
 from broker.web.http import (
     BodyLimitMiddleware,
     RequestIdMiddleware,
+    UnicodeBodyMiddleware,
     error_response,
     install_error_handlers,
 )
+from broker.web.login import router as login_router
+from broker.web.logs import redact_access_log
 from broker.web.metrics import Metrics
 from broker.web.settings import Settings
+from broker.web.threads import router as threads_router
+from broker.web.wirejson import WireJSONResponse
 from broker.write.agent_client import AgentClient
 from broker.write.batching import Backoff
 from broker.write.producer import Producers
 from broker.write.retention import Retention
 from broker.write.routes import router as runs_router
 from broker.write.streams import StreamManager
+from durable.routes import open_durable
+from durable.routes import router as durable_router
 from subscribe.hub import Hub
+from subscribe.page import install_page
 from subscribe.routes import router as subscribe_router
 
 __all__ = ["create_app", "new_writer_id"]
@@ -66,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
             async with contextlib.AsyncExitStack() as stack:
                 # The write side and the read side register their parts here.
                 _open_write_side(app, stack, settings)
+                await open_durable(app, stack, app.state.store)
                 # Read side: the LISTEN connection and the shared tails. Registered last,
                 # so it stops first: viewers are closed and resume on another replica.
                 # Its LISTEN connection also carries the cancel wake-ups to the write side.
@@ -81,19 +90,32 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="stream broker", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="stream broker",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=WireJSONResponse,
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.writer_id = new_writer_id()
     # Retry schedule for an agent that refuses a run; tests swap in a faster one.
     app.state.agent_backoff = Backoff(base=0.2, cap=5.0, attempts=5)
     install_error_handlers(app)
+    redact_access_log()  # whoever serves the app: no URL credential in the access log
+    app.add_middleware(UnicodeBodyMiddleware)  # inside the body limit: reads a bounded body
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     _add_health_routes(app)
     app.include_router(subscribe_router)
     app.include_router(runs_router)
     app.include_router(integrations_router)
+    app.include_router(threads_router)
+    app.include_router(login_router)
+    install_page(app)
+
+    app.include_router(durable_router)
     return app
 
 
@@ -123,7 +145,14 @@ def _open_write_side(app: FastAPI, stack: contextlib.AsyncExitStack, settings: S
     retention.start()
     stack.push_async_callback(retention.close)
     producers = Producers(
-        store, streams, agent, app.state.metrics, agent_backoff=app.state.agent_backoff
+        store,
+        streams,
+        agent,
+        app.state.metrics,
+        agent_backoff=app.state.agent_backoff,
+        capability_secret=settings.require(settings.secret, "BROKER_SECRET"),
+        capability_ttl_s=settings.capability_ttl_s,
+        max_event_bytes=settings.max_event_bytes,
     )
     stack.push_async_callback(producers.close)
     app.state.streams, app.state.retention, app.state.producers = streams, retention, producers

@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 import uvicorn
@@ -58,7 +60,7 @@ def _database(settings: Settings) -> Iterator[Settings]:
 
 def _migrate(settings: Settings) -> None:
     assert settings.database_url is not None
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, keyring=settings.with_secrets().keyring())
 
 
 @app.command()
@@ -143,7 +145,6 @@ def up(
 ) -> None:
     """The whole system on one machine: database, migrations, agent service, broker."""
     from broker.app import create_app
-    from broker.web.auth import mint_token
 
     base = _settings()
     with _database(base) as settings:
@@ -154,10 +155,9 @@ def up(
         broker_url = f"http://{host}:{port}"
         settings = settings.model_copy(update={"agent_url": agent_url, "broker_url": broker_url})
         with _agent_process(settings, agent_port):
-            token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
-            typer.echo(f"broker:  {broker_url}")
+            link = asyncio.run(_login_link(settings, workspace_id))
+            typer.echo(f"open:    {link}")
             typer.echo(f"agents:  {agent_url}")
-            typer.echo(f"token:   {token}")
             typer.echo("Ctrl-C stops everything.")
             uvicorn.run(
                 create_app(settings),
@@ -166,6 +166,33 @@ def up(
                 log_config=None,
                 timeout_graceful_shutdown=_GRACEFUL_S,
             )
+
+
+@app.command("login-link")
+def login_link(
+    workspace: Annotated[str, typer.Option(help="Workspace name (created if missing).")] = (
+        DEFAULT_WORKSPACE
+    ),
+) -> None:
+    """Print a fresh one-time login link for the browser page (BROKER_URL is its base)."""
+    with _database(_settings()) as settings:
+        _migrate(settings)
+        workspace_id = asyncio.run(_ensure_workspace(settings, workspace))
+        typer.echo(asyncio.run(_login_link(settings, workspace_id)))
+
+
+async def _login_link(settings: Settings, workspace_id: WorkspaceId) -> str:
+    """A one-time login link for the page, its code stored (hashed) in the database."""
+    from broker.store.postgres import Store
+    from broker.web.login import LoginCodes, login_url
+
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        code = await LoginCodes(Store(engine, settings.keyring())).issue(workspace_id)
+    finally:
+        await engine.dispose()
+    return login_url(settings.broker_url, code)
 
 
 async def _prepare_default_workspace(settings: Settings, *, seed_demo: bool) -> WorkspaceId:
@@ -220,6 +247,81 @@ def _wait_for_port(port: int, child: subprocess.Popen[bytes], timeout: float = 3
         time.sleep(0.1)
     typer.echo("the agent service did not start listening in time", err=True)
     raise typer.Exit(1)
+
+
+Url = Annotated[str, typer.Option(envvar="BROKER_URL", help="The broker's base URL.")]
+Token = Annotated[
+    str | None, typer.Option(envvar="BROKER_TOKEN", help="Bearer token (`broker token`).")
+]
+Plain = Annotated[bool, typer.Option("--plain", help="Write the events as NDJSON lines.")]
+
+
+@app.command()
+def watch(
+    run_id: str,
+    cursor: Annotated[str | None, typer.Option(help="Follow from after this seq.")] = None,
+    plain: Plain = False,
+    url: Url = "http://127.0.0.1:8000",
+    token: Token = None,
+) -> None:
+    """Follow a run live in the terminal, resuming after disconnects (exit 0: completed)."""
+    from broker.terminal import follow, run_command
+
+    raise typer.Exit(
+        run_command(url, token, lambda client: follow(client, run_id, cursor, plain=plain))
+    )
+
+
+@app.command()
+def ask(
+    message: str,
+    thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
+    plain: Plain = False,
+    url: Url = "http://127.0.0.1:8000",
+    token: Token = None,
+) -> None:
+    """Start a run with MESSAGE and follow it live (exit 0: completed)."""
+    from broker.terminal import ask as ask_run
+    from broker.terminal import run_command
+
+    raise typer.Exit(
+        run_command(url, token, lambda client: ask_run(client, message, thread, plain=plain))
+    )
+
+
+@app.command()
+def bench(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Scenario to run (repeatable): latency, direct, ingest, fanout, "
+            "catchup, idle, cancel. Default: all."
+        ),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    quick: Annotated[bool, typer.Option(help="Small sizes: done in under a minute.")] = False,
+    tiny: Annotated[bool, typer.Option(hidden=True, help="Smoke-test sizes.")] = False,
+) -> None:
+    """The benchmark (design section 8): starts its own services, prints one table."""
+    from platformdirs.api import RuntimeDirWarning
+    from rich.console import Console
+
+    from broker.bench.command import run_bench
+    from broker.bench.plan import SCENARIOS
+
+    configure_logging("warning")
+    # pgserver asks platformdirs for a runtime dir that a server or CI may not have.
+    warnings.filterwarnings("ignore", category=RuntimeDirWarning)
+    mode: Literal["tiny", "quick", "full"] = "tiny" if tiny else "quick" if quick else "full"
+    try:
+        console = Console(width=None if sys.stdout.isatty() else 120)
+        code = run_bench(scenario or list(SCENARIOS), mode, json_file, console)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -11,14 +11,17 @@ join the same tree.
     ├── CryptoError                internal_error           500
     │   ├── UnknownKeyError        internal_error           500  a row names an unknown key
     │   └── DecryptionError        internal_error           500  tampered, or moved to another row
-    ├── AuthError                  unauthorized             401  no, forged or expired credentials
+    ├── AuthError                  unauthorized             401  no, forged or expired credential
+    ├── CrossOrigin                cross_origin             403  a cookie change from elsewhere
     ├── RequestError               bad_request              400
     │   ├── PayloadTooLarge        payload_too_large        413
     │   └── ShuttingDown           shutting_down            503  retry on another replica
     ├── StoreError                 internal_error           500
     │   ├── NotFound               not_found                404  not in the caller's workspace
-    │   ├── Conflict               conflict                 409  e.g. a thread with a run streaming
-    │   └── DatabaseUnavailable    database_unavailable     503  PostgreSQL cannot be reached
+    │   ├── Conflict               conflict                 409  the write conflicts with the rows
+    │   │   └── RunInProgress      run_in_progress          409  a run streams in the thread
+    │   ├── DatabaseUnavailable    database_unavailable     503  PostgreSQL cannot be reached
+    │   └── Unstorable             validation_error         422  a value PostgreSQL refuses (a NUL)
     ├── AgentError                 agent_error              502  ends a run, never answered
     │   ├── AgentUnavailable       agent_unavailable        502  refused, 5xx or timed out (retried)
     │   ├── AgentConflict          agent_conflict           409  the agent already runs this run id
@@ -40,7 +43,7 @@ internals, as a driver's does).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AgentConflict",
@@ -52,6 +55,7 @@ __all__ = [
     "BrokerError",
     "ConfigError",
     "Conflict",
+    "CrossOrigin",
     "CryptoError",
     "DatabaseUnavailable",
     "DecryptionError",
@@ -65,9 +69,11 @@ __all__ = [
     "QueryRejected",
     "QueryTimeout",
     "RequestError",
+    "RunInProgress",
     "ShuttingDown",
     "StoreError",
     "UnknownKeyError",
+    "Unstorable",
 ]
 
 
@@ -80,6 +86,11 @@ class BrokerError(Exception):
     """Answered instead of the exception's text, when the text may name internals."""
     headers: ClassVar[dict[str, str]] = {}
     """Extra response headers of the answer."""
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Extra fields of the answer's `error` object (none by default)."""
+        return {}
 
 
 class ConfigError(BrokerError):
@@ -102,6 +113,13 @@ class AuthError(BrokerError):
     code = "unauthorized"
     status = 401
     headers = {"WWW-Authenticate": "Bearer"}
+
+
+class CrossOrigin(BrokerError):
+    """A cookie-authenticated change that does not come from the page's own origin."""
+
+    code = "cross_origin"
+    status = 403
 
 
 class RequestError(BrokerError):
@@ -135,10 +153,31 @@ class Conflict(StoreError):
     status = 409
 
 
+class RunInProgress(Conflict):
+    """The thread already has a run pending or streaming; `run_id` names it (if known)."""
+
+    code = "run_in_progress"
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"run_id": self.run_id}
+
+
 class DatabaseUnavailable(StoreError):
     code = "database_unavailable"
     status = 503
     public_message = "the database is unavailable"
+
+
+class Unstorable(StoreError):
+    """Input PostgreSQL refuses as data (a NUL character in text, say): the caller's to fix."""
+
+    code = "validation_error"
+    status = 422
 
 
 class AgentError(BrokerError):

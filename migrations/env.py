@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from durable.tables import metadata as durable_metadata
 from models.tables import metadata
 
 config = context.config
@@ -21,7 +22,7 @@ config = context.config
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=metadata,
+        target_metadata=[metadata, durable_metadata],
         compare_type=True,
         compare_server_default=True,
     )
@@ -60,7 +61,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=_url(), target_metadata=metadata, literal_binds=True)
+    context.configure(url=_url(), target_metadata=[metadata, durable_metadata], literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

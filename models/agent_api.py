@@ -3,7 +3,10 @@
 The broker builds a `RunRequest`; the agent service validates the same model.
 Unknown fields are ignored rather than refused, so a newer broker may send
 more than an older agent reads; a missing or malformed known field is a 422
-naming it. Integrations travel without their credentials, always.
+naming it. Integrations travel without their credentials, always; what the
+run's tools may reach is named by `capability`, the run-scoped token the
+broker minted (`broker.web.capability`), which they send back as
+`x-run-capability` and which the agent treats as opaque.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class RunRequest(_Request):
     history: list[ChatMessage] = Field(default_factory=list)
     new_user_message: str
     integrations: list[AgentIntegration] = Field(default_factory=list)
+    capability: str = Field(default="", max_length=2000)
 
     @field_validator("new_user_message")
     @classmethod

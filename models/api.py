@@ -168,6 +168,14 @@ class CreateIntegration(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     credentials: PostgresCredentials
 
+    @field_validator("name")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        # Refused before the registration connects anywhere; PostgreSQL cannot store NUL.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
 
 class IntegrationOut(BaseModel):
     id: str

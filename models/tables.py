@@ -34,6 +34,7 @@ from models.status import RUN_STATUSES
 __all__ = [
     "Base",
     "Integration",
+    "LoginCode",
     "Message",
     "RawStreamEvent",
     "Run",
@@ -74,7 +75,7 @@ class Workspace(Base):
 
 
 class Thread(Base):
-    """A conversation."""
+    """A conversation; its title sealed like message content (invariant 4)."""
 
     __tablename__ = "threads"
 
@@ -82,7 +83,8 @@ class Thread(Base):
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    title: Mapped[str | None] = mapped_column(String(500))
+    title_key_id: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = _now()
 
 
@@ -186,4 +188,19 @@ class Integration(Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     key_id: Mapped[str] = mapped_column(String(64), nullable=False)
     credentials: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class LoginCode(Base):
+    """A one-time login link's code, kept only as its SHA-256: spent once, then useless."""
+
+    __tablename__ = "login_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False
+    )
+    member_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()

@@ -24,7 +24,6 @@ the contract's switch for `application/json`, honoured by every format.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator
 from typing import Annotated
 
@@ -38,6 +37,7 @@ from broker.web.auth import Principal
 from broker.web.http import authenticate, get_settings, get_store, path_id
 from broker.web.metrics import Metrics
 from broker.web.sse import encode_comment, encode_retry
+from broker.web.wirejson import dumps
 from models.api import MessageOut, MessagesOut, RunOut, SubscribeRequest
 from models.events import StoredEvent
 from models.ids import RunId, ThreadId
@@ -49,7 +49,7 @@ from subscribe.response import RacingStreamResponse
 from subscribe.subscription import due_frames, is_finished, live_frames
 from subscribe.viewer import Frame
 
-__all__ = ["RETRY_MS", "router"]
+__all__ = ["JSON_KEEPALIVE", "NDJSON_KEEPALIVE", "RETRY_MS", "router"]
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +57,12 @@ router = APIRouter()
 
 RETRY_MS = 1000
 """The `retry:` hint: how long an `EventSource` waits before it reconnects."""
+
+NDJSON_KEEPALIVE = b"\n"
+"""Sent on an idle NDJSON stream every `BROKER_KEEPALIVE_S` (an empty line)."""
+
+JSON_KEEPALIVE = b" "
+"""Sent while an `application/json` answer waits, every `BROKER_KEEPALIVE_S`."""
 
 _STREAM_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
@@ -186,10 +192,12 @@ async def _sse(
 async def _ndjson(
     frames: AsyncGenerator[Frame | None, None], metrics: Metrics
 ) -> AsyncGenerator[bytes, None]:
-    # No keepalive line: a blank line is not JSON, and NDJSON readers split on lines.
+    # The keepalive is an empty line: NDJSON readers skip blank lines, proxies see bytes.
     async with contextlib.aclosing(frames):
         async for frame in frames:
-            if frame is not None:
+            if frame is None:
+                yield NDJSON_KEEPALIVE
+            else:
                 yield frame.ndjson
                 metrics.events_delivered.inc()
 
@@ -202,14 +210,23 @@ async def _document(
     state: RunState,
     metrics: Metrics,
 ) -> AsyncGenerator[bytes, None]:
-    """The whole answer in one chunk, once the frames end (the terminal event, if waiting)."""
+    """The whole answer once the frames end (the terminal event, if waiting).
+
+    While a JSON answer waits, each keepalive tick sends one space: whitespace before
+    a JSON value is still the same document, and a proxy sees the connection alive.
+    """
+    events: list[StoredEvent] = []
     async with contextlib.aclosing(frames):
-        events: list[StoredEvent] = [frame.event async for frame in frames if frame is not None]
+        async for frame in frames:
+            if frame is not None:
+                events.append(frame.event)
+            elif answer_format is Format.JSON:
+                yield JSON_KEEPALIVE
     # The row as it is now: the terminal event and the run's final status commit together.
     final = await store.get_run_state(caller.workspace_id, state.record.run_id)
     metrics.events_delivered.inc(len(events))
     if answer_format is Format.JSON:
-        text = json.dumps(json_document(final, events), separators=(",", ":"), ensure_ascii=False)
+        text = dumps(json_document(final, events))
     elif answer_format is Format.MARKDOWN:
         text = render_markdown(final, events)
     else:

@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from broker.web.sse import encode_event
+from broker.web.wirejson import dumps
 from models.events import StoredEvent, is_terminal
 from models.ids import RunId
 from subscribe.errors import StreamBroken
@@ -75,7 +75,7 @@ class Frame:
 
 def frame_of(event: StoredEvent) -> Frame:
     """Encode an event for the wire: its JSON, SSE frame and NDJSON line."""
-    text = json.dumps(event.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    text = dumps(event.to_wire())
     return Frame(event, text, encode_event(text, id=event.seq), (text + "\n").encode())
 
 

@@ -1,7 +1,8 @@
 """The PostgreSQL adapter's base: an engine, a keyring, and transactions that translate.
 
 Driver errors enter here and leave as `broker.errors` (`Conflict`,
-`DatabaseUnavailable`), so nothing above the store sees SQLAlchemy or asyncpg.
+`DatabaseUnavailable`, `Unstorable`; never quoting the driver's text), so
+nothing above the store sees SQLAlchemy or asyncpg.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+import asyncpg  # type: ignore[import-untyped]
+import structlog
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from broker.errors import Conflict, DatabaseUnavailable
+from broker.errors import Conflict, DatabaseUnavailable, Unstorable
 from broker.store.crypto import Keyring
 from broker.store.records import PendingEvent
 from broker.store.sealing import open_event, seal_events
 from models.events import StoredEvent
 
 __all__ = ["Connected"]
+
+_log = structlog.get_logger(__name__)
 
 
 class Connected:
@@ -37,12 +42,19 @@ class Connected:
             async with self.engine.begin() as conn:
                 yield conn
         except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
+            # Never the driver's text: it names constraints and quotes values.
+            _log.info("write_conflict", error=str(exc.orig)[:300])
+            raise Conflict("the request conflicts with what is stored") from exc
         except (OperationalError, InterfaceError, OSError) as exc:
             raise DatabaseUnavailable(str(exc)) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise DatabaseUnavailable(str(exc)) from exc
+            cause = getattr(exc.orig, "__cause__", None)
+            if isinstance(exc, DataError) or isinstance(cause, asyncpg.exceptions.DataError):
+                # Never the driver's text: it may quote the value.
+                _log.info("unstorable_value", error=type(cause or exc.orig).__name__)
+                raise Unstorable("a value cannot be stored (a NUL character in text?)") from exc
             raise
 
     def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:

@@ -92,11 +92,16 @@ class IntegrationQueries(Connected):
                 raise NotFound(f"integration {integration_id} not found")
 
     async def integration_credentials(
-        self, integration_id: IntegrationId
+        self, integration_id: IntegrationId, *, workspace_id: WorkspaceId | None = None
     ) -> tuple[IntegrationRecord, dict[str, Any]]:
-        """An integration with its decrypted credentials (for the callback), or `NotFound`."""
+        """An integration with its decrypted credentials (for the callback), or `NotFound`.
+
+        With `workspace_id`, another workspace's integration is `NotFound` too.
+        """
         sealed = [_integrations.c.key_id, _integrations.c.credentials]
         stmt = sa.select(*_INTEGRATION_COLUMNS, *sealed).where(_integrations.c.id == integration_id)
+        if workspace_id is not None:
+            stmt = stmt.where(_integrations.c.workspace_id == workspace_id)
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:

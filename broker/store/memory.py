@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.errors import Conflict, DatabaseUnavailable, NotFound
+from broker.errors import Conflict, DatabaseUnavailable, NotFound, RunInProgress
 from broker.store.notify import cancel_payload, notify_payloads
 from broker.store.records import (
     IntegrationRecord,
@@ -47,7 +47,6 @@ Lost = Callable[[], None]
 class _Run:
     record: RunRecord
     lease_expires_at: datetime | None
-    aborted_by: str | None = None
     events: dict[int, StoredEvent] = field(default_factory=dict)
 
 
@@ -165,11 +164,13 @@ class MemoryStore:
         message: ChatMessage | None = None,
     ) -> RunRecord:
         await self.check_available()
-        if any(
-            r.record.thread_id == thread.thread_id and r.record.status in ACTIVE_STATUSES
-            for r in self._runs.values()
-        ):
-            raise Conflict(f"thread {thread.thread_id} already has an active run")
+        for other in self._runs.values():
+            if (
+                other.record.thread_id == thread.thread_id
+                and other.record.status in ACTIVE_STATUSES
+            ):
+                busy = other.record.run_id
+                raise RunInProgress(f"thread {thread.thread_id} already has run {busy}", str(busy))
         now = self.clock()
         record = RunRecord(
             RunId(new_id()),
@@ -246,7 +247,7 @@ class MemoryStore:
                 continue
             record, ending = run.record, flush.ending
             requested = record.abort_requested_at is not None
-            accepted[flush.run_id] = (run.aborted_by or "") if requested else None
+            accepted[flush.run_id] = (record.aborted_by or "") if requested else None
             changes: dict[str, Any] = {
                 "last_seq": max(record.last_seq, flush.last_seq),
                 "agent_event_id": flush.agent_event_id or record.agent_event_id,
@@ -261,8 +262,7 @@ class MemoryStore:
                     error_type=ending.error_type or record.error_type,
                     writer_id=None,
                 )
-                run.aborted_by = run.aborted_by or ending.aborted_by
-                changes["aborted_by"] = run.aborted_by
+                changes["aborted_by"] = record.aborted_by or ending.aborted_by
                 run.lease_expires_at = None
             self._update(run, **changes)
             if flush.last_seq > 0:
@@ -289,11 +289,10 @@ class MemoryStore:
         await self.check_available()
         run = self._run(run_id, workspace_id)
         if run.record.status in ACTIVE_STATUSES:
-            run.aborted_by = run.aborted_by or by
-            at = run.record.abort_requested_at or self.clock()
-            self._update(run, abort_requested_at=at, aborted_by=run.aborted_by)
+            at, by = run.record.abort_requested_at or self.clock(), run.record.aborted_by or by
+            self._update(run, abort_requested_at=at, aborted_by=by)
             for hook in [x.on_cancel for x in self._listening if x.on_cancel is not None]:
-                asyncio.get_running_loop().call_soon(hook, cancel_payload(run_id, run.aborted_by))
+                asyncio.get_running_loop().call_soon(hook, cancel_payload(run_id, by))
         return run.record
 
     async def claim_expired_runs(
@@ -363,11 +362,11 @@ class MemoryStore:
         return record
 
     async def integration_credentials(
-        self, integration_id: IntegrationId
+        self, integration_id: IntegrationId, *, workspace_id: WorkspaceId | None = None
     ) -> tuple[IntegrationRecord, dict[str, Any]]:
         await self.check_available()
         found = self._integrations.get(integration_id)
-        if found is None:
+        if found is None or workspace_id not in (None, found[0].workspace_id):
             raise NotFound(f"integration {integration_id} not found")
         return found[0], dict(found[1])
 
@@ -377,7 +376,7 @@ class MemoryStore:
         await self.check_available()
         run = self._run(run_id, workspace_id)
         head = max([run.record.last_seq, *run.events])
-        return RunState(run.record, head, run.aborted_by)
+        return RunState(run.record, head, run.record.aborted_by)
 
     async def read_events_many(
         self, heads: Mapping[RunId, int], limit_per_run: int

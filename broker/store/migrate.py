@@ -1,4 +1,9 @@
-"""Schema migrations: Alembic driven from code, with the URL from Settings."""
+"""Schema migrations: Alembic driven from code, with the URL from Settings.
+
+Some revisions seal existing plaintext (0002: thread titles): they read the
+keyring from `config.attributes["keyring"]`, given here as `keyring`, and
+refuse to run on such rows without one.
+"""
 
 from __future__ import annotations
 
@@ -12,31 +17,36 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 import migrations
+from broker.store.crypto import Keyring
 
 __all__ = ["alembic_config", "head_revision", "is_at_head", "upgrade", "upgrade_connection"]
 
 _SCRIPTS = Path(migrations.__file__).parent
 
 
-def alembic_config(url: str | None = None) -> Config:
+def alembic_config(url: str | None = None, *, keyring: Keyring | None = None) -> Config:
     """An Alembic config pointing at the packaged migrations (and `url`, if given)."""
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     if url is not None:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if keyring is not None:
+        config.attributes["keyring"] = keyring
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head", *, keyring: Keyring | None = None) -> None:
     """Upgrade the database at `url` (blocking: call from a thread inside a loop)."""
-    command.upgrade(alembic_config(url), revision)
+    command.upgrade(alembic_config(url, keyring=keyring), revision)
 
 
-async def upgrade_connection(connection: AsyncConnection, revision: str = "head") -> None:
+async def upgrade_connection(
+    connection: AsyncConnection, revision: str = "head", *, keyring: Keyring | None = None
+) -> None:
     """Upgrade through an open async connection (the caller commits)."""
 
     def _upgrade(sync_connection: Connection) -> None:
-        config = alembic_config()
+        config = alembic_config(keyring=keyring)
         config.attributes["connection"] = sync_connection
         command.upgrade(config, revision)
 

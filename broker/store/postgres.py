@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from broker.errors import NotFound
+from broker.errors import Conflict, NotFound, RunInProgress
 from broker.store.integration_rows import IntegrationQueries
 from broker.store.listening import Listening, listen
 from broker.store.messages import MessageQueries
@@ -35,13 +35,8 @@ from broker.store.records import (
     RunState,
     ThreadRecord,
 )
-from broker.store.statements import (
-    CANCEL_NOTIFY,
-    FLUSH,
-    INSERT_EVENTS,
-    NOTIFY,
-    READ_EVENTS_MANY,
-)
+from broker.store.sealing import title_aad
+from broker.store.statements import CANCEL_NOTIFY, FLUSH, INSERT_EVENTS, NOTIFY, READ_EVENTS_MANY
 from broker.store.statements import events as _events
 from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
@@ -51,6 +46,8 @@ from models.ids import RunId, ThreadId, WorkspaceId, new_id
 from models.status import ACTIVE_STATUSES
 
 __all__ = ["Store"]
+
+Hook = Callable[[str], None]
 
 
 def _run_record(row: sa.Row[Any]) -> RunRecord:
@@ -89,16 +86,30 @@ class Store(MessageQueries, IntegrationQueries):
 
     async def create_thread(self, workspace_id: WorkspaceId, title: str | None) -> ThreadRecord:
         """Insert a thread into a workspace."""
+        thread_id = new_id()
+        sealed = (
+            None if title is None else self.keyring.encrypt(title.encode(), title_aad(thread_id))
+        )
         stmt = (
             _threads.insert()
-            .values(id=new_id(), workspace_id=workspace_id, title=title)
+            .values(
+                id=thread_id,
+                workspace_id=workspace_id,
+                title_key_id=sealed.key_id if sealed else None,
+                title=sealed.blob if sealed else None,
+            )
             .returning(*_threads.c)
         )
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one()
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
+
+    def _thread_record(self, row: sa.Row[Any]) -> ThreadRecord:
+        """A thread row with its title opened."""
+        title = None
+        if row.title is not None:
+            title = self.keyring.decrypt(row.title_key_id, row.title, title_aad(row.id)).decode()
+        return ThreadRecord(ThreadId(row.id), WorkspaceId(row.workspace_id), title, row.created_at)
 
     async def get_thread(self, workspace_id: WorkspaceId, thread_id: ThreadId) -> ThreadRecord:
         """A thread of the workspace, or `NotFound` (also for another workspace's)."""
@@ -109,9 +120,7 @@ class Store(MessageQueries, IntegrationQueries):
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:
             raise NotFound(f"thread {thread_id} not found")
-        return ThreadRecord(
-            ThreadId(row.id), WorkspaceId(row.workspace_id), row.title, row.created_at
-        )
+        return self._thread_record(row)
 
     # --- runs -------------------------------------------------------------------------
 
@@ -152,12 +161,29 @@ class Store(MessageQueries, IntegrationQueries):
             .returning(*_runs.c)
         )
         arrays = self.seal_events([PendingEvent(run_id, 1, started, now)])
-        async with self.transaction() as conn:
-            row = (await conn.execute(insert_run)).one()
-            await conn.execute(INSERT_EVENTS, arrays)
-            if message is not None:
-                await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        try:
+            async with self.transaction() as conn:
+                row = (await conn.execute(insert_run)).one()
+                await conn.execute(INSERT_EVENTS, arrays)
+                if message is not None:
+                    await self.insert_messages(conn, thread.thread_id, run_id, [message])
+        except Conflict:
+            busy = await self._active_run(thread.thread_id)
+            raise RunInProgress(
+                f"thread {thread.thread_id} already has run {busy or '(just finished)'} "
+                "in progress; wait for it to end or cancel it, then start another",
+                run_id=str(busy) if busy else None,
+            ) from None
         return _run_record(row)
+
+    async def _active_run(self, thread_id: ThreadId) -> RunId | None:
+        """The thread's run pending or streaming, if any."""
+        stmt = sa.select(_runs.c.id).where(
+            _runs.c.thread_id == thread_id, _runs.c.status.in_(("pending", "streaming"))
+        )
+        async with self.transaction() as conn:
+            found = (await conn.execute(stmt)).scalar_one_or_none()
+        return RunId(found) if found is not None else None
 
     async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
         """A run of the workspace, or `NotFound` (also for another workspace's)."""
@@ -207,10 +233,9 @@ class Store(MessageQueries, IntegrationQueries):
     ) -> dict[RunId, str | None]:
         """Fenced flush: renew leases, store events, finish runs; returns the runs still ours.
 
-        Each run still ours maps to the member who asked to cancel it (None:
-        nobody). Events of runs that fail the fence (another writer, or no
-        longer streaming) are not written; the caller stops their producers.
-        Idempotent by key, so a batch whose commit was lost can be sent again.
+        Each maps to who asked to cancel it (None: nobody). Events of runs that fail
+        the fence (another writer, or no longer streaming) are not written; the caller
+        stops their producers. Idempotent by key: a batch whose commit was lost can be resent.
         """
         if not runs:
             return {}
@@ -259,9 +284,8 @@ class Store(MessageQueries, IntegrationQueries):
     async def request_cancel(self, workspace_id: WorkspaceId, run_id: RunId, by: str) -> RunRecord:
         """Raise the cancel flag of an active run (first request wins); `NotFound` if not ours.
 
-        The cancel wake-up (`broker.store.notify`) is sent in the same transaction,
-        naming the member whose request won. A run that already ended comes back
-        unchanged, and nothing is sent.
+        Its wake-up (`broker.store.notify`), naming whose request won, is sent in the
+        same transaction. A run that already ended comes back unchanged, sending nothing.
         """
         stmt = (
             _runs.update()
@@ -370,11 +394,7 @@ class Store(MessageQueries, IntegrationQueries):
         return found
 
     async def listen(
-        self,
-        on_payload: Callable[[str], None],
-        on_lost: Callable[[], None],
-        *,
-        on_cancel: Callable[[str], None] | None = None,
+        self, on_payload: Hook, on_lost: Callable[[], None], *, on_cancel: Hook | None = None
     ) -> Listening:
         """Open a connection that LISTENs for wake-ups; `on_lost` fires when it drops."""
         return await listen(self.engine, on_payload, on_lost, on_cancel=on_cancel)

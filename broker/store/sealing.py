@@ -36,12 +36,18 @@ __all__ = [
     "seal_credentials",
     "seal_events",
     "seal_message",
+    "title_aad",
 ]
 
 
 def event_aad(run_id: object, seq: int) -> bytes:
     """The associated data of a stored event: `run_id:seq`."""
     return f"{run_id}:{seq}".encode()
+
+
+def title_aad(thread_id: uuid.UUID) -> bytes:
+    """The associated data of a thread's title: `thread-title:<id>`."""
+    return f"thread-title:{thread_id}".encode()
 
 
 def message_aad(message_id: uuid.UUID) -> bytes:

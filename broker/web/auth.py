@@ -66,7 +66,8 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> Princi
     body, sep, signature = token.strip().partition(".")
     if not sep or not body or not signature:
         raise AuthError("malformed token")
-    if not hmac.compare_digest(signature, _sign(secret, body)):
+    # Bytes, not str: compare_digest refuses a str with non-ASCII characters (TypeError, a 500).
+    if not hmac.compare_digest(signature.encode(), _sign(secret, body).encode()):
         raise AuthError("invalid token signature")
     try:
         claims = json.loads(_unb64(body))

@@ -4,13 +4,22 @@ Errors are always `{"error": {"code", "message"}}` with a fitting status.
 Every `BrokerError` carries its code and status (the table in
 `broker.errors`), and one handler answers them all; FastAPI's own
 validation errors and unknown routes are put in the same shape where they
-enter. Every request gets an `X-Request-ID` (the caller's, or a new one),
+enter, so every request-parsing failure has one answer:
+
+    400 invalid_json       a body that is not JSON
+    413 payload_too_large  a body over the limit, declared or streamed (chunked)
+    422 validation_error   JSON, but not the schema, or a string that is not
+                           valid Unicode (a lone surrogate escape)
+
+Every request gets an `X-Request-ID` (the caller's, or a new one),
 bound into the logs and sent back. Bodies over the limit are refused with
 413 before they are read into memory.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Any
 
@@ -21,14 +30,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.errors import AuthError, BrokerError, NotFound, PayloadTooLarge
+from broker.errors import AuthError, BrokerError, CrossOrigin, NotFound, PayloadTooLarge
 from broker.store.postgres import Store
 from broker.web.auth import COOKIE_NAME, Principal, verify_token
+from broker.web.origin import SAFE_METHODS, is_same_origin
 from broker.web.settings import Settings
+from broker.web.wirejson import WireJSONResponse
 
 __all__ = [
     "BodyLimitMiddleware",
     "RequestIdMiddleware",
+    "UnicodeBodyMiddleware",
     "authenticate",
     "error_answer",
     "error_response",
@@ -56,15 +68,16 @@ _STATUS_CODES = {
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
-    """`{"error": {"code", "message", ...extra}}` with `status`."""
-    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status)
+    """`{"error": {"code", "message", ...extra}}` with `status`, U+2028 escaped."""
+    body = {"error": {"code": code, "message": message, **extra}}
+    return WireJSONResponse(body, status_code=status)
 
 
 def error_answer(exc: BrokerError) -> JSONResponse:
     """The contract's answer to a broker error, by its row of the error table."""
     if exc.status >= 500:
         log.warning("request_failed", code=exc.code, error=str(exc)[:500])
-    response = error_response(exc.status, exc.code, exc.public_message or str(exc))
+    response = error_response(exc.status, exc.code, exc.public_message or str(exc), **exc.extra)
     response.headers.update(exc.headers)
     return response
 
@@ -80,6 +93,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {}
+        if first.get("type") == "json_invalid":
+            detail = first.get("ctx", {}).get("error", "invalid")
+            return error_response(400, "invalid_json", f"the body is not JSON: {detail}")
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "")
         fields = [".".join(str(p) for p in e.get("loc", ())) for e in errors]
@@ -139,7 +155,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise PayloadTooLarge("request body too large")
+                    raise PayloadTooLarge(f"request body over {self.max_bytes} bytes")
             return message
 
         await self.app(scope, limited_receive, send)
@@ -156,7 +172,74 @@ def path_id(raw: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise NotFound(f"{what} {raw[:64]!r} not found") from None
+        raise NotFound(f"{what} '{raw[:64]}' not found") from None
+
+
+class UnicodeBodyMiddleware:
+    """Refuse, with 422, a JSON body holding a string that is not valid Unicode.
+
+    JSON may escape a lone surrogate (`"\\ud800"`) and Python decodes it into a
+    `str` that no UTF-8 encoder, database or log line accepts: every route would
+    fail on it later, as a 500. The body (already bounded by `BodyLimitMiddleware`)
+    is read here once and replayed to the app; only a body that may hold a
+    surrogate at all (an escape `\\uD800`-`\\uDFFF`, or the raw bytes) is parsed.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        try:
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+        except BrokerError as exc:  # PayloadTooLarge from BodyLimitMiddleware
+            await error_answer(exc)(scope, receive, send)
+            return
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+        if _holds_lone_surrogate(body):
+            response = error_response(
+                422, "validation_error", "body: a string is not valid Unicode (lone surrogate)"
+            )
+            await response(scope, receive, send)
+            return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+_SURROGATE_HINT = re.compile(rb"\\[uU][dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def _holds_lone_surrogate(body: bytes) -> bool:
+    if not _SURROGATE_HINT.search(body):
+        return False
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # not JSON: the route answers that itself
+    stack: list[Any] = [parsed]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def request_id_of(request: Request) -> str:
@@ -174,13 +257,20 @@ def get_store(request: Request) -> Store:
 
 
 def authenticate(request: Request) -> Principal:
-    """The caller, from `Authorization: Bearer` or the page's session cookie."""
+    """The caller, from `Authorization: Bearer` or the page's session cookie.
+
+    A cookie-authenticated request that may change state (not GET/HEAD/OPTIONS)
+    must also pass the same-origin check of `broker.web.origin`, else 403 `cross_origin`.
+    """
     settings = get_settings(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if header and scheme.lower() != "bearer":
         raise AuthError("use the Bearer scheme")
-    token = token or request.cookies.get(COOKIE_NAME, "")
+    if not token:
+        token = request.cookies.get(COOKIE_NAME, "")
+        if token and request.method not in SAFE_METHODS and not is_same_origin(request):
+            raise CrossOrigin("a cookie-authenticated change must come from the page")
     if not token:
         raise AuthError("missing credentials")
     return verify_token(settings.require(settings.secret, "BROKER_SECRET"), token)

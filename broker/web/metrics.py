@@ -24,6 +24,11 @@ class Metrics:
         self.events_dropped = Counter(
             "broker_events_dropped", "Malformed or unknown agent events dropped", registry=r
         )
+        self.events_oversized = Counter(
+            "broker_events_oversized",
+            "Agent events refused for being over BROKER_MAX_EVENT_BYTES",
+            registry=r,
+        )
         self.events_flushed = Counter("broker_events_flushed", "Events durably stored", registry=r)
         self.flushes = Counter("broker_flushes", "Flush transactions committed", registry=r)
         self.flush_retries = Counter(

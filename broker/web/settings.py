@@ -74,7 +74,13 @@ class Settings(BaseSettings):
         default=262_144, ge=1024, validation_alias="BROKER_QUERY_MAX_BYTES"
     )
     integration_allow: str = Field(default="", validation_alias="BROKER_INTEGRATION_ALLOW")
+    max_event_bytes: int = Field(default=1_048_576, ge=1, validation_alias="BROKER_MAX_EVENT_BYTES")
+    capability_ttl_s: int = Field(default=3600, ge=1, validation_alias="BROKER_CAPABILITY_TTL_S")
     log_level: str = Field(default="info", validation_alias="BROKER_LOG_LEVEL")
+    ds_anonymous_workspace: str | None = Field(
+        default=None, validation_alias="BROKER_DS_ANONYMOUS_WORKSPACE"
+    )
+    ds_long_poll_s: float = Field(default=30.0, gt=0, validation_alias="BROKER_DS_LONG_POLL_S")
 
     @field_validator("database_url")
     @classmethod
@@ -100,11 +106,19 @@ class Settings(BaseSettings):
         """`BROKER_INTEGRATION_ALLOW` parsed: the hosts and networks integrations may reach."""
         return Allowlist.parse(self.integration_allow)
 
+    @field_validator("ds_anonymous_workspace")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        """`BROKER_DS_ANONYMOUS_WORKSPACE=` (empty) leaves anonymous access off."""
+        return value.strip() or None if value is not None else None
+
     def with_secrets(self) -> Settings:
         """Fill unset secrets: refused in production, else generated once on disk."""
         missing = [env for env, attr in SECRET_NAMES.items() if getattr(self, attr) is None]
         filled = self
         if self.production:
+            if self.ds_anonymous_workspace is not None:
+                raise ConfigError("BROKER_DS_ANONYMOUS_WORKSPACE is refused in production mode")
             if missing:
                 raise ConfigError(f"production mode requires {', '.join(missing)}")
             for env, attr in SECRET_NAMES.items():

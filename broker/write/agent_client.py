@@ -32,6 +32,7 @@ from broker.errors import (
     AgentStreamBroken,
     AgentUnavailable,
 )
+from broker.web.capability import CAPABILITY_HEADER
 from models.agent_api import RunRequest
 from models.ids import RunId
 
@@ -76,10 +77,21 @@ class AgentClient:
         )
 
     def reattach(
-        self, run_id: RunId, *, last_event_id: str | None, request_id: str
+        self,
+        run_id: RunId,
+        *,
+        last_event_id: str | None,
+        request_id: str,
+        capability: str | None = None,
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
-        """`GET /runs/{run_id}/stream`: the run's events after `last_event_id`."""
+        """`GET /runs/{run_id}/stream`: the run's events after `last_event_id`.
+
+        `capability`, a freshly minted run capability, replaces the one the run's
+        tools were started with (`x-run-capability`).
+        """
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        if capability:
+            headers[CAPABILITY_HEADER] = capability
         return self._stream("GET", f"/runs/{run_id}/stream", request_id=request_id, headers=headers)
 
     async def cancel(self, run_id: RunId, *, request_id: str) -> None:

@@ -16,8 +16,14 @@ with exactly one terminal event (invariant 2):
 - the stream ends without a terminal event: `error` `agent_stream_truncated`;
 - a bug in the producer: `error` `producer_failed`.
 
-Malformed frames, unknown types and broker-only types (`run_started`) are
-logged with the run id and dropped; the stream goes on.
+Malformed frames, unknown types, broker-only types (`run_started`) and
+events over `BROKER_MAX_EVENT_BYTES` are logged with the run id (never their
+content) and dropped, an oversized one also counted in
+`broker_events_oversized`; the stream goes on.
+
+Each agent request carries a freshly minted run capability
+(`broker.web.capability`), so the agent's tools can reach this run's
+workspace's integrations, and nothing else, while the run streams.
 
 The producer stops reading as soon as its stream is halted by the manager
 (lease lost to another writer, or buffer overflow), racing the agent read
@@ -60,6 +66,7 @@ from broker.errors import (
 )
 from broker.store.ports import ProducerReads
 from broker.store.records import RunRecord
+from broker.web.capability import mint_capability
 from broker.web.metrics import Metrics
 from broker.web.sse import ServerSentEvent, aiter_sse
 from broker.write.agent_client import AgentClient
@@ -93,10 +100,16 @@ _AGENT_ID_MAX = 200
 _AGENT_CANCEL_TIMEOUT_S = 5.0
 
 
-def interpret_frame(frame: ServerSentEvent) -> StreamEvent | str:
-    """A frame's typed event, or why it is dropped (`malformed`, `broker_only`, `bad_id`)."""
+def interpret_frame(frame: ServerSentEvent, *, max_bytes: int | None = None) -> StreamEvent | str:
+    """A frame's typed event, or why it is dropped.
+
+    Reasons: `bad_id`, `oversized` (its data over `max_bytes` UTF-8 bytes, checked
+    before it is parsed), `malformed`, `broker_only`.
+    """
     if frame.id is not None and len(frame.id) > _AGENT_ID_MAX:
         return "bad_id"
+    if max_bytes is not None and _over_utf8_bytes(frame.data, max_bytes):
+        return "oversized"
     try:
         event = parse_event_json(frame.data)
     except ValidationError:
@@ -104,6 +117,15 @@ def interpret_frame(frame: ServerSentEvent) -> StreamEvent | str:
     if event.event_type in _BROKER_ONLY:
         return "broker_only"
     return event
+
+
+def _over_utf8_bytes(text: str, limit: int) -> bool:
+    """Whether `text` is over `limit` bytes in UTF-8; its length alone mostly settles it."""
+    if len(text) > limit:
+        return True  # at least one byte a character
+    if len(text) * 4 <= limit:
+        return False  # at most four
+    return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
 def _error(error_type: str, message: str) -> ErrorEvent:
@@ -122,6 +144,9 @@ class Producers:
         *,
         agent_backoff: Backoff,
         db_backoff: Backoff | None = None,
+        capability_secret: str,
+        capability_ttl_s: int = 3600,
+        max_event_bytes: int = 1_048_576,
     ) -> None:
         self.store = store
         self.streams = streams
@@ -129,8 +154,17 @@ class Producers:
         self.metrics = metrics
         self.agent_backoff = agent_backoff
         self.db_backoff = db_backoff or Backoff(base=0.1, cap=2.0)
+        self.capability_secret = capability_secret
+        self.capability_ttl_s = capability_ttl_s
+        self.max_event_bytes = max_event_bytes
         self._tasks: dict[RunId, asyncio.Task[None]] = {}
         self.accepting = True
+
+    def capability(self, run: RunRecord) -> str:
+        """A fresh capability for `run`'s tools (`broker.web.capability`)."""
+        return mint_capability(
+            self.capability_secret, run.run_id, run.workspace_id, self.capability_ttl_s
+        )
 
     def start(self, run: RunRecord, message: str, *, request_id: str) -> bool:
         """Start producing a freshly created run; False once shutdown has begun."""
@@ -252,6 +286,7 @@ class _Producer:
             integrations=[
                 AgentIntegration(id=str(i.integration_id), kind=i.kind, name=i.name) for i in found
             ],
+            capability=self._owner.capability(run),
         )
 
     async def _retry_db(self, read: Callable[[], Awaitable[_T]]) -> _T:
@@ -274,7 +309,10 @@ class _Producer:
             try:
                 body = (
                     self._agent.reattach(
-                        self._run.run_id, last_event_id=None, request_id=self._request_id
+                        self._run.run_id,
+                        last_event_id=None,
+                        request_id=self._request_id,
+                        capability=self._owner.capability(self._run),
                     )
                     if reattach
                     else self._agent.stream_run(request, request_id=self._request_id)
@@ -312,9 +350,11 @@ class _Producer:
         self._metrics.events_received.inc()
         if self._stream.cancel_requested.is_set():
             return True  # the agent's events after a cancel are not the run's
-        event = interpret_frame(frame)
+        event = interpret_frame(frame, max_bytes=self._owner.max_event_bytes)
         if isinstance(event, str):
             self._metrics.events_dropped.inc()
+            if event == "oversized":
+                self._metrics.events_oversized.inc()
             # Never the frame's content: it may hold user data that must not reach logs.
             self._log.warning(
                 "agent_event_dropped", reason=event, agent_id=frame.id, size=len(frame.data)

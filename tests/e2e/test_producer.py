@@ -7,6 +7,7 @@ import uuid
 import sqlalchemy as sa
 
 from broker.store.postgres import Store
+from broker.web.capability import verify_capability
 from broker.web.settings import Settings
 from models.events import ChatMessage
 from models.ids import ThreadId
@@ -74,6 +75,12 @@ async def test_a_run_stores_the_agents_events_in_order_and_completes_atomically(
         assert settings.local_secret is not None
         assert call.headers["x-local-secret"] == settings.local_secret.get_secret_value()
         assert call.headers["x-request-id"] == "req-e2e-1"
+        # The run's tools get a capability naming this run and its workspace, nothing wider.
+        granted = verify_capability(
+            settings.require(settings.secret, "BROKER_SECRET"), call.body.pop("capability")
+        )
+        assert str(granted.run_id) == run_id
+        assert granted.workspace_id == stack.workspace_id
         assert call.body == {
             "run_id": run_id,
             "thread_id": thread_id,

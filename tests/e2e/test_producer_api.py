@@ -28,7 +28,7 @@ async def _refused(
     *,
     client: httpx.AsyncClient | None = None,
     **request: Any,
-) -> None:
+) -> httpx.Response:
     """POST `path`; expect the contract's error, and not a row written anywhere."""
     before = await row_counts(stack.store)
     answer = await (client or stack.client).post(path, **request)
@@ -36,6 +36,7 @@ async def _refused(
     assert answer.json()["error"]["code"] == code
     assert answer.json()["error"]["message"]
     assert await row_counts(stack.store) == before
+    return answer
 
 
 async def test_create_thread_answers_201_with_the_thread(settings: Settings, store: Store) -> None:
@@ -54,8 +55,8 @@ async def test_create_thread_answers_201_with_the_thread(settings: Settings, sto
         await _refused(stack, 422, "validation_error", "/api/threads", json={"title": "a\x00b"})
         await _refused(
             stack,
-            422,
-            "validation_error",
+            400,
+            "invalid_json",
             "/api/threads",
             content=b"{nope",
             headers={"content-type": "application/json"},
@@ -110,8 +111,8 @@ async def test_bad_credentials_threads_and_json_are_refused_and_write_nothing(
         await _refused(stack, 404, "not_found", "/api/threads/not-a-uuid/runs", **ok)
         await _refused(
             stack,
-            422,
-            "validation_error",
+            400,
+            "invalid_json",
             path,
             content=b'{"message": "unterminated',
             headers={"content-type": "application/json"},
@@ -133,9 +134,16 @@ async def test_a_second_run_on_a_streaming_thread_is_409_and_writes_nothing(
         stream = stack.app.state.streams.get(RunId(uuid.UUID(first["run_id"])))
         await asyncio.wait_for(stream.wait_stored(2), 10)
 
-        await _refused(
-            stack, 409, "conflict", f"/api/threads/{thread_id}/runs", json={"message": "second"}
+        busy = await _refused(
+            stack,
+            409,
+            "run_in_progress",
+            f"/api/threads/{thread_id}/runs",
+            json={"message": "second"},
         )
+        error = busy.json()["error"]
+        assert first["run_id"] in error["message"] and error["run_id"] == first["run_id"]
+        assert "uq_" not in busy.text and "constraint" not in busy.text
         assert stack.fake.started("second") == []
 
         gate.open()

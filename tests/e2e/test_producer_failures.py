@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from broker.store.postgres import Store
+from broker.web.capability import verify_capability
 from broker.web.settings import Settings
 from tests.e2e.producer_harness import Stack, broker_and_agent, unbound_url
 from tests.fakes.agent import DROP, Raw, Step, complete, error, event, text
@@ -76,8 +79,11 @@ async def test_a_409_means_the_agent_already_runs_it_so_the_broker_reattaches(
         run_id, events, row = await _run(
             stack, "in flight", text("a"), complete("a"), failures=[409]
         )
-        reattached = [c for c in stack.fake.calls if c.path == f"/runs/{run_id}/stream"]
-        assert len(reattached) == 1
+        (reattached,) = [c for c in stack.fake.calls if c.path == f"/runs/{run_id}/stream"]
+        # A re-attach hands the run's tools a fresh capability for the same run.
+        secret = settings.require(settings.secret, "BROKER_SECRET")
+        granted = verify_capability(secret, reattached.headers["x-run-capability"])
+        assert (str(granted.run_id), granted.workspace_id) == (run_id, stack.workspace_id)
     assert _types(events) == ["run_started", "text", "complete"]
     assert row.status == "completed"
 
@@ -148,3 +154,23 @@ async def test_an_agent_cancelled_event_ends_the_run_cancelled(
         _, events, row = await _run(stack, "stop", text("a"), event("cancelled", by="agent"))
     assert _types(events) == ["run_started", "text", "cancelled"]
     assert (row.status, row.aborted_by) == ("cancelled", "agent")
+
+
+async def test_a_50_mb_event_is_refused_counted_and_the_run_completes(
+    settings: Settings, store: Store
+) -> None:
+    huge = text("x" * 50 * 1024 * 1024)
+    async with broker_and_agent(settings, store) as stack:
+        with capture_logs() as logs:
+            _, events, row = await _run(
+                stack, "huge", text("before "), huge, text("after"), complete("before after")
+            )
+        metrics = stack.app.state.metrics.render().decode()
+    assert _types(events) == ["run_started", "text", "text", "complete"]
+    assert [e.event.data.text for e in events[1:3]] == ["before ", "after"]
+    assert row.status == "completed"
+    assert "broker_events_oversized_total 1.0" in metrics
+    (dropped,) = [e for e in logs if e["event"] == "agent_event_dropped"]
+    assert dropped["reason"] == "oversized"
+    assert dropped["size"] > settings.max_event_bytes
+    assert "xxxx" not in repr(dropped)  # the refusal is logged, never its content

@@ -217,7 +217,7 @@ async def test_bad_input_gets_the_contracts_error_and_changes_nothing(
         (401, "unauthorized", "POST", post, {"headers": {"Authorization": "Bearer forged.sig"}}),
         (406, "not_acceptable", "POST", post, {"headers": {**bearer, "Accept": "image/png"}}),
         (406, "not_acceptable", "GET", get, {"headers": {**bearer, "Accept": "text/html"}}),
-        (422, "validation_error", "POST", post, {"content": b"{nope", "headers": json_body}),
+        (400, "invalid_json", "POST", post, {"content": b"{nope", "headers": json_body}),
         (422, "validation_error", "POST", post, {"json": {"cursr": "5"}}),
         (422, "validation_error", "POST", post, {"params": {"wait": "maybe"}}),
     ]

@@ -24,6 +24,7 @@ from broker.integrations.querying import asyncpg_dsn
 from broker.store.migrate import upgrade
 from broker.store.postgres import Store
 from broker.web.auth import mint_token
+from broker.web.capability import mint_capability
 from broker.web.settings import Settings
 from models.ids import WorkspaceId
 from tests.servers import serve
@@ -83,6 +84,7 @@ class Client:
     http: httpx.AsyncClient
     settings: Settings
     workspace_id: WorkspaceId
+    capability: str
 
     async def register(self, dsn: str, name: str = "") -> httpx.Response:
         token = mint_token(self.settings.require(self.settings.secret, "s"), self.workspace_id)
@@ -92,11 +94,12 @@ class Client:
         )
 
     async def query(self, integration_id: str, sql: str) -> httpx.Response:
+        """What the agent sends: the local secret and a streaming run's capability."""
         secret = self.settings.require(self.settings.local_secret, "l")
         return await self.http.post(
             f"/api/agents/integrations/{integration_id}/query",
             json={"sql": sql},
-            headers={"x-local-secret": secret},
+            headers={"x-local-secret": secret, "x-run-capability": self.capability},
         )
 
 
@@ -104,8 +107,14 @@ class Client:
 async def broker(settings: Settings, store: Store, **update: Any) -> AsyncIterator[Client]:
     settings = settings.model_copy(update={"query_timeout_s": 2.0, **update})
     workspace_id = await store.ensure_workspace("acme")
+    run = await store.create_run(
+        await store.create_thread(workspace_id, None), writer_id="test", lease_s=600
+    )
+    capability = mint_capability(
+        settings.require(settings.secret, "s"), run.run_id, workspace_id, ttl_s=600
+    )
     async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
-        yield Client(http, settings, workspace_id)
+        yield Client(http, settings, workspace_id, capability)
 
 
 def assert_refused(answer: httpx.Response, reason: str, *secrets: str) -> None:

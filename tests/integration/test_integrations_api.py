@@ -198,14 +198,14 @@ async def test_a_bad_body_is_422_without_echoing_credentials_and_writes_nothing(
     assert await _count_integrations(store) == 0
 
 
-async def test_malformed_json_is_422_without_echoing_the_body(
+async def test_malformed_json_is_400_invalid_json_without_echoing_the_body(
     client: httpx.AsyncClient, settings: Settings, store: Store
 ) -> None:
     headers = {**_headers(settings, await store.ensure_workspace("acme"))}
     headers["content-type"] = "application/json"
     raw = json.dumps({"kind": "postgres", "name": "w", "credentials": {"dsn": DSN}})[:-1]
     answer = await client.post("/api/integrations", content=raw, headers=headers)
-    assert answer.status_code == 422
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_json")
     assert PASSWORD not in answer.text
     assert await _count_integrations(store) == 0
 

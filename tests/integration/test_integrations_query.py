@@ -25,6 +25,7 @@ from broker.integrations.demo import ensure_demo_integration
 from broker.store.postgres import Store
 from broker.store.records import IntegrationRecord
 from broker.web.auth import mint_token
+from broker.web.capability import mint_capability
 from broker.web.settings import Settings
 from models.ids import WorkspaceId
 from tests.database import TestDatabases
@@ -50,6 +51,7 @@ class Broker:
     workspace_id: WorkspaceId
     demo: IntegrationRecord
     demo_password: str
+    capability: str
 
     @contextlib.asynccontextmanager
     async def with_settings(self, **update: Any) -> AsyncIterator[Broker]:
@@ -57,12 +59,22 @@ class Broker:
         settings = self.settings.model_copy(update=update)
         async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
             yield Broker(
-                http, settings, self.store, self.workspace_id, self.demo, self.demo_password
+                http,
+                settings,
+                self.store,
+                self.workspace_id,
+                self.demo,
+                self.demo_password,
+                self.capability,
             )
 
     @property
     def secret(self) -> dict[str, str]:
-        return {"x-local-secret": self.settings.require(self.settings.local_secret, "local")}
+        """What the agent sends: the local secret and a streaming run's capability."""
+        return {
+            "x-local-secret": self.settings.require(self.settings.local_secret, "local"),
+            "x-run-capability": self.capability,
+        }
 
     async def query(self, integration_id: object, sql: str, **headers: str) -> httpx.Response:
         return await self.http.post(
@@ -97,8 +109,14 @@ async def broker(
     _, credentials = await store.integration_credentials(demo.integration_id)
     password = make_url(credentials["dsn"]).password
     assert password
+    run = await store.create_run(
+        await store.create_thread(workspace_id, None), writer_id="test", lease_s=60
+    )
+    capability = mint_capability(
+        settings.require(settings.secret, "s"), run.run_id, workspace_id, ttl_s=300
+    )
     async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
-        yield Broker(http, settings, store, workspace_id, demo, password)
+        yield Broker(http, settings, store, workspace_id, demo, password, capability)
 
 
 def _closed_port() -> int:
@@ -138,7 +156,8 @@ async def test_a_big_select_is_cut_at_the_row_cap_and_says_so(broker: Broker) ->
     assert big["columns"] == ["id", "customer_id", "kind", "path", "occurred_at"]
 
     exact = await broker.query(
-        broker.demo.integration_id, f"SELECT * FROM events ORDER BY id LIMIT {MAX_ROWS}"
+        broker.demo.integration_id,
+        f"SELECT * FROM events ORDER BY id LIMIT {MAX_ROWS}",
     )
     assert len(exact.json()["rows"]) == MAX_ROWS
     assert exact.json()["truncated"] is False
@@ -165,7 +184,8 @@ async def test_a_400_mb_answer_is_cut_at_the_byte_cap_and_memory_stays_flat(
     _reset_peak_rss()
     before = _rss_kib("VmRSS")
     answer = await broker.query(
-        broker.demo.integration_id, "SELECT repeat('x', 1000000) FROM generate_series(1, 400)"
+        broker.demo.integration_id,
+        "SELECT repeat('x', 1000000) FROM generate_series(1, 400)",
     )
     peak_growth_mib = (_rss_kib("VmHWM") - before) / 1024
     assert answer.status_code == 200, answer.text[:300]
@@ -346,7 +366,8 @@ async def test_a_bad_body_is_422(broker: Broker) -> None:
         content=b"{not json",
         headers={**broker.secret, "content-type": "application/json"},
     )
-    assert not_json.status_code == 422
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_json"
 
 
 async def test_an_unreachable_database_is_502(broker: Broker, databases: TestDatabases) -> None:
@@ -401,7 +422,8 @@ async def test_no_credentials_in_any_answer_or_log_line_and_the_request_id_is_bo
             headers={
                 "Authorization": "Bearer "
                 + mint_token(
-                    broker.settings.require(broker.settings.secret, "s"), broker.workspace_id
+                    broker.settings.require(broker.settings.secret, "s"),
+                    broker.workspace_id,
                 )
             },
         )

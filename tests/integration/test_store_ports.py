@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from broker.errors import Conflict, NotFound
+from broker.errors import Conflict, NotFound, RunInProgress
 from broker.store.memory import MemoryStore
 from broker.store.notify import parse_cancel, parse_notify
 from broker.store.ports import (
@@ -83,11 +83,22 @@ async def test_a_new_run_streams_with_run_started_at_seq_1_and_the_users_message
     assert (message.position, message.message.content, message.run_id) == (1, "hi", run.run_id)
 
 
-async def test_a_second_active_run_on_a_thread_conflicts(adapter: AnyStore) -> None:
+async def test_a_second_active_run_on_a_thread_is_run_in_progress_naming_the_first(
+    adapter: AnyStore,
+) -> None:
     run = await _run(adapter)
     thread = await adapter.get_thread(run.workspace_id, run.thread_id)
-    with pytest.raises(Conflict):
+    with pytest.raises(RunInProgress) as raised:
         await adapter.create_run(thread, writer_id="w2", lease_s=60)
+    assert raised.value.run_id == str(run.run_id)
+    assert isinstance(raised.value, Conflict)
+
+
+async def test_a_threads_title_reads_back_as_written(adapter: AnyStore) -> None:
+    workspace_id = await adapter.ensure_workspace("acme")
+    for title in ("Q3 revenue \u2028 by region", None):
+        thread = await adapter.create_thread(workspace_id, title)
+        assert (await adapter.get_thread(workspace_id, thread.thread_id)).title == title
 
 
 async def test_another_workspaces_rows_are_not_found(adapter: AnyStore) -> None:
@@ -283,3 +294,8 @@ async def test_integrations_are_listed_without_credentials_and_names_are_unique(
         await adapter.create_integration(workspace_id, "postgres", "shop", {})
     with pytest.raises(NotFound):
         await adapter.integration_credentials(IntegrationId(new_id()))
+    found = await adapter.integration_credentials(record.integration_id, workspace_id=workspace_id)
+    assert found == (record, {"dsn": "x"})
+    other = await adapter.ensure_workspace("other")
+    with pytest.raises(NotFound):
+        await adapter.integration_credentials(record.integration_id, workspace_id=other)

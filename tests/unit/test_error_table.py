@@ -52,6 +52,16 @@ def test_the_table_of_the_contract() -> None:
     assert table["QueryTimeout"] == ("query_timeout", 408)
     assert table["QueryFailed"] == ("query_failed", 422)
     assert table["IntegrationUnavailable"] == ("integration_unavailable", 502)
+    assert table["RunInProgress"] == ("run_in_progress", 409)
+    assert table["Unstorable"] == ("validation_error", 422)
+    assert table["CrossOrigin"] == ("cross_origin", 403)
+
+
+def test_run_in_progress_names_the_running_run_in_the_body() -> None:
+    status, body, _ = _body(errors.RunInProgress("thread t is busy", run_id="r-1"))
+    assert (status, body["code"], body["run_id"]) == (409, "run_in_progress", "r-1")
+    _, unknown, _ = _body(errors.RunInProgress("thread t is busy"))
+    assert unknown["run_id"] is None
 
 
 def test_internal_errors_do_not_answer_their_own_text() -> None:

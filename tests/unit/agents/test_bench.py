@@ -86,3 +86,18 @@ async def test_bench_events_emits_exactly_n_texts_then_complete_without_drift() 
 async def test_bench_with_zero_events_is_just_complete() -> None:
     events = [e async for e in bench_events(BenchLoad(events=0, rate=10))]
     assert [e.event_type for e in events] == ["complete"]
+
+
+def test_bench_text_carries_its_emit_time_and_keeps_its_size() -> None:
+    text = bench_text(7, 64, 1_764_470_000_123_456)
+    assert len(text.encode()) == 64
+    assert text.startswith("00000007 t=1764470000123456 ")
+    assert bench_text(7, 12, 1_764_470_000_123_456) == "00000007 t=1"  # cut to size
+
+
+async def test_bench_events_stamp_each_text_with_the_wall_clock() -> None:
+    stamps = iter(range(1_000, 1_003))
+    load = BenchLoad(events=3, rate=1e6, size=40)
+    events = [e async for e in bench_events(load, wall_us=lambda: next(stamps))]
+    texts = [e.data.text for e in events if isinstance(e, Text)]
+    assert [t.split()[1] for t in texts] == ["t=1000", "t=1001", "t=1002"]
