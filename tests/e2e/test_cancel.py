@@ -21,7 +21,7 @@ from broker.store.postgres import Store
 from broker.web.auth import COOKIE_NAME, mint_token
 from broker.web.settings import Settings
 from models.events import Cancelled, CancelledData, ChatMessage
-from models.ids import RunId
+from models.ids import RunId, ThreadId
 from tests.e2e.producer_harness import Stack, broker_and_agent
 from tests.fakes.agent import Gate, complete, text
 
@@ -84,7 +84,8 @@ async def test_a_cancel_recorded_before_the_producer_starts_never_calls_the_agen
 ) -> None:
     async with broker_and_agent(settings, store) as stack:
         stack.fake.script("early", text("a"), complete("a"))
-        thread = await store.get_thread(stack.workspace_id, uuid.UUID(await stack.new_thread()))
+        thread_id = ThreadId(uuid.UUID(await stack.new_thread()))
+        thread = await store.get_thread(stack.workspace_id, thread_id)
         # The run exists, leased to this broker, but its producer has not started yet.
         run = await store.create_run(
             thread,

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from agents.app import create_app as create_agent_app
-from agents.registry import Run
+from agents.registry import Run, RunRegistry
 from agents.scripted import ScriptedChatModel
 from agents.settings import AgentSettings
 from broker.integrations.demo import ensure_demo_integration
@@ -187,7 +187,7 @@ async def test_a_cancel_sent_to_replica_b_stops_the_run_replica_a_produces(
         ),
         model_factory=agent.model,
     )
-    registry = agent_app.state.registry
+    registry: RunRegistry = agent_app.state.registry
     cancel = registry.cancel
 
     def recording_cancel(run_id: str, by: str) -> Run:
@@ -195,7 +195,7 @@ async def test_a_cancel_sent_to_replica_b_stops_the_run_replica_a_produces(
         agent.cancelled.setdefault(run_id, (run, agent.models[-1].calls))
         return run
 
-    registry.cancel = recording_cancel
+    registry.cancel = recording_cancel  # type: ignore[method-assign]
     latencies: list[float] = []
     try:
         async with (
