@@ -112,19 +112,21 @@ class MemoryStore:
         """Store events with no wake-up, as if their NOTIFY had been lost."""
         self._insert(events)
 
-    def send_wake_up(self, payload: str) -> None:
+    def send_wake_up(self, payload: str, *, cancel: bool = False) -> None:
         """Deliver `payload` as is to every listener (malformed ones included)."""
-        self._notify([payload])
+        self._notify([payload], cancel=cancel)
 
     def forget(self, listening: MemoryListening) -> None:
         if listening in self._listening:
             self._listening.remove(listening)
 
-    def _notify(self, payloads: list[str]) -> None:
+    def _notify(self, payloads: list[str], *, cancel: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for listening in list(self._listening):
+            hook = listening.on_cancel if cancel else listening.on_payload
             for payload in payloads:
-                loop.call_soon(listening.on_payload, payload)
+                if hook is not None:
+                    loop.call_soon(hook, payload)
 
     def _run(self, run_id: RunId, workspace_id: WorkspaceId | None = None) -> _Run:
         run = self._runs.get(run_id)
@@ -291,8 +293,7 @@ class MemoryStore:
         if run.record.status in ACTIVE_STATUSES:
             at, by = run.record.abort_requested_at or self.clock(), run.record.aborted_by or by
             self._update(run, abort_requested_at=at, aborted_by=by)
-            for hook in [x.on_cancel for x in self._listening if x.on_cancel is not None]:
-                asyncio.get_running_loop().call_soon(hook, cancel_payload(run_id, by))
+            self._notify([cancel_payload(run_id, by)], cancel=True)
         return run.record
 
     async def claim_expired_runs(
