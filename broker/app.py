@@ -86,8 +86,14 @@ def create_app(settings: Settings) -> FastAPI:
                 await open_durable(app, stack, app.state.store)
                 # Read side: the LISTEN connection and the shared tails. Registered last,
                 # so it stops first: viewers are closed and resume on another replica.
+                # Its LISTEN connection also carries the cancel wake-ups to the write side.
                 app.state.hub = await stack.enter_async_context(
-                    Hub.for_settings(app.state.store, app.state.metrics, settings)
+                    Hub.for_settings(
+                        app.state.store,
+                        app.state.metrics,
+                        settings,
+                        on_cancel=app.state.streams.request_cancel,
+                    )
                 )
                 stack.callback(drain.begin)  # a shutdown without a signal drains too
                 yield

@@ -1,6 +1,6 @@
 """The public HTTP API's request and answer bodies (design section 4), in one place.
 
-    write side      CreateThread -> ThreadCreated, StartRun -> RunAccepted
+    write side      CreateThread -> ThreadCreated, StartRun -> RunAccepted, RunCancel
     read side       SubscribeRequest, RunOut, MessagesOut (of MessageOut)
     integrations    CreateIntegration (of PostgresCredentials) -> IntegrationOut,
                     IntegrationList, QueryRequest
@@ -17,7 +17,15 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
 
 from models.status import RunStatus
 
@@ -31,6 +39,7 @@ __all__ = [
     "PostgresCredentials",
     "QueryRequest",
     "RunAccepted",
+    "RunCancel",
     "RunOut",
     "StartRun",
     "SubscribeRequest",
@@ -83,16 +92,27 @@ class RunAccepted(BaseModel):
     subscribe_url: str
 
 
+class RunCancel(BaseModel):
+    """`POST /api/runs/{run_id}/cancel`: 202 while the run is active, 200 once it ended."""
+
+    run_id: str
+    status: RunStatus
+
+
 # --- read side ----------------------------------------------------------------------
 
 
 class SubscribeRequest(BaseModel):
-    """`POST /api/runs/{run_id}/subscribe`; no body at all means `{"cursor": null}`."""
+    """`POST /api/runs/{run_id}/subscribe`; no body at all means `{"cursor": null}`.
+
+    `cursor` is any JSON value here: `subscribe.cursor.parse_cursor` judges it,
+    so a bool or a float is the contract's 400 `invalid_cursor`, not a 422.
+    """
 
     # A misspelt field would silently replay the whole run; refuse it instead.
     model_config = ConfigDict(extra="forbid")
 
-    cursor: str | None = None
+    cursor: JsonValue = None
 
 
 class RunOut(BaseModel):

@@ -14,6 +14,11 @@ reader task does every read, and each read is ONE statement
   statement: the fallback that makes a lost notification cost latency only;
 - after the LISTEN connection (re)connects, the next read is a sweep.
 
+The same connection carries the cancel wake-ups (`run_cancel`): the hub only
+parses them and hands each `(run_id, member)` to `on_cancel`, the write
+side's callback wired by the app factory (features never import each other).
+A lost cancel wake-up costs latency only: the flush loop polls the flag.
+
 At 1,000 active runs that is a handful of statements per poll interval
 instead of 1,000 (one cursor poll costs ~100 µs of CPU; a batched one ~4 µs
 per run). A tail exists while its run has a viewer here; the last viewer to
@@ -30,7 +35,7 @@ from types import TracebackType
 
 import structlog
 
-from broker.store.notify import parse_notify
+from broker.store.notify import parse_cancel, parse_notify
 from broker.store.ports import TailPort
 from broker.web.metrics import Metrics
 from broker.web.settings import Settings
@@ -39,12 +44,15 @@ from subscribe.listener import Listener
 from subscribe.tail import Tail
 from subscribe.viewer import CATCH_UP_BYTES, QUEUE_BYTES, Frame, Viewer
 
-__all__ = ["HandoverHook", "Hub"]
+__all__ = ["CancelHook", "HandoverHook", "Hub"]
 
 log = structlog.get_logger(__name__)
 
 HandoverHook = Callable[[str, RunId], Awaitable[None]]
 """Tests set `Hub.hook` to act at a viewer's hand-over stages ("registered", "caught_up")."""
+
+CancelHook = Callable[[RunId, str], None]
+"""Told of every cancel wake-up: the run and the member who asked."""
 
 READ_LIMIT = 500
 """Rows per run per read (and `catchup_read_bytes` of them); a run cut by either bound is
@@ -66,6 +74,7 @@ class Hub:
         listen: bool = True,
         listen_retry_s: tuple[float, float] = (0.1, 5.0),
         read_limit: int = READ_LIMIT,
+        on_cancel: CancelHook | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -82,15 +91,27 @@ class Hub:
         # One read in flight at a time: an explicit sweep waits for the loop's read.
         self._reading = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._cancel_hook = on_cancel
         self.listener: Listener | None = None
         if listen:
             self.listener = Listener(
-                store, self._on_notify, self._on_listen, retry_s=listen_retry_s
+                store,
+                self._on_notify,
+                self._on_listen,
+                on_cancel=self._on_cancel if on_cancel is not None else None,
+                retry_s=listen_retry_s,
             )
         self.hook: HandoverHook | None = None
 
     @classmethod
-    def for_settings(cls, store: TailPort, metrics: Metrics, settings: Settings) -> Hub:
+    def for_settings(
+        cls,
+        store: TailPort,
+        metrics: Metrics,
+        settings: Settings,
+        *,
+        on_cancel: CancelHook | None = None,
+    ) -> Hub:
         """The hub of a broker process configured by `settings`."""
         return cls(
             store,
@@ -99,6 +120,7 @@ class Hub:
             viewer_queue_max=settings.viewer_queue_max,
             viewer_queue_max_bytes=settings.viewer_queue_max_bytes,
             catchup_read_bytes=settings.catchup_read_bytes,
+            on_cancel=on_cancel,
         )
 
     # --- lifecycle ------------------------------------------------------------------
@@ -261,6 +283,14 @@ class Hub:
         tail = self._tails.get(run_id)
         if tail is not None and not tail.finished and seq > tail.head:
             self._mark_dirty(run_id)
+
+    def _on_cancel(self, payload: str) -> None:
+        parsed = parse_cancel(payload)
+        if parsed is None:
+            log.warning("malformed_cancel_notification", payload=payload[:200])
+            return
+        if self._cancel_hook is not None:
+            self._cancel_hook(*parsed)
 
     def _on_listen(self) -> None:
         self._sweep_due = True

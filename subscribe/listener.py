@@ -1,4 +1,4 @@
-"""The process's one LISTEN connection: wake-ups for the tails, kept alive.
+"""The process's one LISTEN connection: wake-ups for the tails and cancels, kept alive.
 
 NOTIFY is a wake-up, the table is the truth (STYLE 4): a notification only
 tells the hub which run to read now instead of at the next poll, so losing
@@ -37,12 +37,14 @@ class Listener:
         on_payload: Callable[[str], None],
         on_connect: Callable[[], None],
         *,
+        on_cancel: Callable[[str], None] | None = None,
         retry_s: tuple[float, float] = (0.1, 5.0),
         health_s: float = 10.0,
     ) -> None:
         self._store = store
         self._on_payload = on_payload
         self._on_connect = on_connect
+        self._on_cancel = on_cancel
         self._retry_first, self._retry_max = retry_s
         self._health_s = health_s
         self._listening: Listening | None = None
@@ -64,7 +66,9 @@ class Listener:
         while True:
             lost = asyncio.Event()
             try:
-                listening = await self._store.listen(self._on_payload, lost.set)
+                listening = await self._store.listen(
+                    self._on_payload, lost.set, on_cancel=self._on_cancel
+                )
             except DatabaseUnavailable as exc:
                 log.warning("listen_connect_failed", error=str(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)

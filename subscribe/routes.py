@@ -10,6 +10,13 @@ thread is a 404, like an unknown one. Bad input is refused before anything
 is read or registered: 406 for an `Accept` no format satisfies, 400
 `invalid_cursor`, 404 for an id that is not even a UUID.
 
+An SSE answer opens with `retry:` and `id: <resolved cursor>` (design 4.2),
+so an `EventSource` that drops before its first event reconnects from
+exactly there, even when it asked for `cursor=now`: its `Last-Event-ID`
+then names the head it was shown, not a moving "now". `GET .../events` for
+a finished run with nothing due answers 204, which tells an `EventSource`
+to stop reconnecting.
+
 `?wait=false` answers with what is stored now instead of following the run:
 the contract's switch for `application/json`, honoured by every format.
 """
@@ -39,7 +46,7 @@ from subscribe.hub import Hub
 from subscribe.negotiation import Format, negotiate
 from subscribe.render import json_document, render_markdown, render_plain, run_view
 from subscribe.response import RacingStreamResponse
-from subscribe.subscription import due_frames, live_frames
+from subscribe.subscription import due_frames, is_finished, live_frames
 from subscribe.viewer import Frame
 
 __all__ = ["JSON_KEEPALIVE", "NDJSON_KEEPALIVE", "RETRY_MS", "router"]
@@ -109,7 +116,7 @@ async def events(
     wait: bool = True,
 ) -> Response:
     """The same stream for `EventSource`: `Last-Event-ID` wins over `?cursor=`."""
-    return await _answer(request, caller, run_id, last_event_id or cursor, wait)
+    return await _answer(request, caller, run_id, last_event_id or cursor, wait, event_source=True)
 
 
 @router.get("/api/runs/{run_id}")
@@ -129,13 +136,22 @@ async def list_messages(request: Request, thread_id: str, caller: Caller) -> Mes
 
 
 async def _answer(
-    request: Request, caller: Principal, run_id: str, cursor_text: str | None, wait: bool
+    request: Request,
+    caller: Principal,
+    run_id: str,
+    cursor_value: object,
+    wait: bool,
+    *,
+    event_source: bool = False,
 ) -> Response:
     answer_format = negotiate(request.headers.get("accept"))
-    cursor = parse_cursor(cursor_text)
+    cursor = parse_cursor(cursor_value)
     store = get_store(request)
     state = await store.get_run_state(caller.workspace_id, RunId(path_id(run_id, "run")))
     after = resolve_cursor(cursor, state.head)
+    if event_source and answer_format is Format.SSE and is_finished(state) and after >= state.head:
+        # Nothing is due and nothing ever will be: 204 stops the EventSource's reconnects.
+        return Response(status_code=204, headers=_STREAM_HEADERS)
     # Bound for the rest of this request, the stream's tasks included (they copy it).
     structlog.contextvars.bind_contextvars(run_id=str(state.record.run_id))
     log.info(
@@ -152,7 +168,7 @@ async def _answer(
     else:
         frames = due_frames(store, metrics, state, after)
     if answer_format is Format.SSE:
-        content = _sse(frames, metrics)
+        content = _sse(frames, metrics, after)
     elif answer_format is Format.NDJSON:
         content = _ndjson(frames, metrics)
     else:
@@ -166,9 +182,9 @@ async def _answer(
 
 
 async def _sse(
-    frames: AsyncGenerator[Frame | None, None], metrics: Metrics
+    frames: AsyncGenerator[Frame | None, None], metrics: Metrics, after: int
 ) -> AsyncGenerator[bytes, None]:
-    yield encode_retry(RETRY_MS)
+    yield encode_retry(RETRY_MS, id=after)
     async with contextlib.aclosing(frames):
         async for frame in frames:
             if frame is None:

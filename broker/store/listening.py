@@ -14,7 +14,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.errors import DatabaseUnavailable
-from broker.store.notify import NOTIFY_CHANNEL
+from broker.store.notify import CANCEL_CHANNEL, NOTIFY_CHANNEL
 
 __all__ = ["Listening", "listen"]
 
@@ -24,7 +24,7 @@ _PING_TIMEOUT_S = 5.0
 
 
 class Listening:
-    """A dedicated asyncpg connection LISTENing on `NOTIFY_CHANNEL`, outside the pool."""
+    """A dedicated asyncpg connection LISTENing on the wake-up channels, outside the pool."""
 
     def __init__(self, connection: Any) -> None:
         self._connection = connection
@@ -55,9 +55,13 @@ class Listening:
 
 
 async def listen(
-    engine: AsyncEngine, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+    engine: AsyncEngine,
+    on_payload: Callable[[str], None],
+    on_lost: Callable[[], None],
+    *,
+    on_cancel: Callable[[str], None] | None = None,
 ) -> Listening:
-    """Open a connection that LISTENs on `NOTIFY_CHANNEL`; `on_lost` fires when it drops."""
+    """LISTEN on `NOTIFY_CHANNEL` (and `CANCEL_CHANNEL` with `on_cancel`); `on_lost` on drop."""
     args, kwargs = engine.dialect.create_connect_args(engine.url)
     try:
         connection = await asyncpg.connect(*args, **kwargs)
@@ -65,11 +69,18 @@ async def listen(
         raise DatabaseUnavailable(f"LISTEN connection: {exc}") from exc
     listening = Listening(connection)
     connection.add_termination_listener(lambda _connection: on_lost())
-    try:
-        await connection.add_listener(
-            NOTIFY_CHANNEL, lambda _connection, _pid, _channel, payload: on_payload(payload)
-        )
-    except _LISTEN_ERRORS as exc:
-        await listening.close()
-        raise DatabaseUnavailable(f"LISTEN {NOTIFY_CHANNEL}: {exc}") from exc
+    handlers = {NOTIFY_CHANNEL: on_payload}
+    if on_cancel is not None:
+        handlers[CANCEL_CHANNEL] = on_cancel
+    for channel, handler in handlers.items():
+        try:
+            await connection.add_listener(channel, _deliver(handler))
+        except _LISTEN_ERRORS as exc:
+            await listening.close()
+            raise DatabaseUnavailable(f"LISTEN {channel}: {exc}") from exc
     return listening
+
+
+def _deliver(handler: Callable[[str], None]) -> Callable[[Any, int, str, str], None]:
+    """asyncpg's listener signature, reduced to the payload."""
+    return lambda _connection, _pid, _channel, payload: handler(payload)

@@ -23,7 +23,7 @@ from typing import Any
 
 from broker.errors import Conflict, DatabaseUnavailable, NotFound, RunInProgress
 from broker.store.memory_listening import MemoryListening
-from broker.store.notify import notify_payloads
+from broker.store.notify import cancel_payload, notify_payloads
 from broker.store.records import (
     EventPage,
     IntegrationRecord,
@@ -43,11 +43,14 @@ from models.status import ACTIVE_STATUSES
 __all__ = ["MemoryListening", "MemoryStore"]
 
 
+Payload = Callable[[str], None]
+Lost = Callable[[], None]
+
+
 @dataclass(slots=True)
 class _Run:
     record: RunRecord
     lease_expires_at: datetime | None
-    aborted_by: str | None = None
     events: dict[int, StoredEvent] = field(default_factory=dict)
 
 
@@ -84,19 +87,21 @@ class MemoryStore:
         """Store events with no wake-up, as if their NOTIFY had been lost."""
         self._insert(events)
 
-    def send_wake_up(self, payload: str) -> None:
+    def send_wake_up(self, payload: str, *, cancel: bool = False) -> None:
         """Deliver `payload` as is to every listener (malformed ones included)."""
-        self._notify([payload])
+        self._notify([payload], cancel=cancel)
 
     def forget(self, listening: MemoryListening) -> None:
         if listening in self._listening:
             self._listening.remove(listening)
 
-    def _notify(self, payloads: list[str]) -> None:
+    def _notify(self, payloads: list[str], *, cancel: bool = False) -> None:
         loop = asyncio.get_running_loop()
         for listening in list(self._listening):
+            hook = listening.on_cancel if cancel else listening.on_payload
             for payload in payloads:
-                loop.call_soon(listening.on_payload, payload)
+                if hook is not None:
+                    loop.call_soon(hook, payload)
 
     def _run(self, run_id: RunId, workspace_id: WorkspaceId | None = None) -> _Run:
         run = self._runs.get(run_id)
@@ -220,19 +225,20 @@ class MemoryStore:
         lease_s: float,
         runs: Sequence[RunFlush],
         events: Sequence[PendingEvent],
-    ) -> set[RunId]:
+    ) -> dict[RunId, str | None]:
         await self.check_available()
         if not runs:
-            return set()
+            return {}
         now = self.clock()
-        accepted: set[RunId] = set()
+        accepted: dict[RunId, str | None] = {}
         wrote: list[tuple[RunId, int]] = []
         for flush in runs:
             run = self._runs.get(flush.run_id)
             if run is None or run.record.writer_id != writer_id or run.record.status != "streaming":
                 continue
-            accepted.add(flush.run_id)
             record, ending = run.record, flush.ending
+            requested = record.abort_requested_at is not None
+            accepted[flush.run_id] = (record.aborted_by or "") if requested else None
             changes: dict[str, Any] = {
                 "last_seq": max(record.last_seq, flush.last_seq),
                 "agent_event_id": flush.agent_event_id or record.agent_event_id,
@@ -247,12 +253,12 @@ class MemoryStore:
                     error_type=ending.error_type or record.error_type,
                     writer_id=None,
                 )
-                run.aborted_by = run.aborted_by or ending.aborted_by
+                changes["aborted_by"] = record.aborted_by or ending.aborted_by
                 run.lease_expires_at = None
             self._update(run, **changes)
             if flush.last_seq > 0:
                 wrote.append((flush.run_id, run.record.last_seq))
-        self._insert(events, accepted)
+        self._insert(events, set(accepted))
         for flush in runs:
             if flush.ending and flush.ending.messages and flush.run_id in accepted:
                 self._append_messages(flush.thread_id, flush.run_id, flush.ending.messages)
@@ -274,8 +280,9 @@ class MemoryStore:
         await self.check_available()
         run = self._run(run_id, workspace_id)
         if run.record.status in ACTIVE_STATUSES:
-            self._update(run, abort_requested_at=run.record.abort_requested_at or self.clock())
-            run.aborted_by = run.aborted_by or by
+            at, by = run.record.abort_requested_at or self.clock(), run.record.aborted_by or by
+            self._update(run, abort_requested_at=at, aborted_by=by)
+            self._notify([cancel_payload(run_id, by)], cancel=True)
         return run.record
 
     async def claim_expired_runs(
@@ -362,7 +369,7 @@ class MemoryStore:
         await self.check_available()
         run = self._run(run_id, workspace_id)
         head = max([run.record.last_seq, *run.events])
-        return RunState(run.record, head, run.aborted_by)
+        return RunState(run.record, head, run.record.aborted_by)
 
     async def read_events_many(
         self, heads: Mapping[RunId, int], limit_per_run: int, max_bytes_per_run: int | None = None
@@ -376,9 +383,9 @@ class MemoryStore:
         return found
 
     async def listen(
-        self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+        self, on_payload: Payload, on_lost: Lost, *, on_cancel: Payload | None = None
     ) -> MemoryListening:
         await self.check_available()
-        listening = MemoryListening(self, on_payload, on_lost)
+        listening = MemoryListening(self, on_payload, on_lost, on_cancel)
         self._listening.append(listening)
         return listening

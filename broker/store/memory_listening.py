@@ -22,11 +22,16 @@ class MemoryListening:
     """A LISTEN subscription of the in-memory store."""
 
     def __init__(
-        self, store: _Owner, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+        self,
+        store: _Owner,
+        on_payload: Callable[[str], None],
+        on_lost: Callable[[], None],
+        on_cancel: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self.on_payload = on_payload
         self.on_lost = on_lost
+        self.on_cancel = on_cancel
         self._closed = False
 
     @property

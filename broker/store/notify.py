@@ -1,4 +1,9 @@
-"""The one owner of the NOTIFY wake-up: its channel and its `run_id:seq` payload.
+"""The one owner of the NOTIFY wake-ups: their channels and payloads.
+
+Two channels: `raw_stream_events` says "run R has rows up to seq S" (payload
+`run_id:seq`, for the tails of the read side); `run_cancel` says "a member
+asked to cancel run R" (payload `run_id:member`, for the run's producer on
+whichever replica writes it).
 
 NOTIFY is a wake-up, the table is the truth: a payload says "run R has rows up
 to seq S"; a lost or malformed one costs latency, never data. The format is
@@ -16,10 +21,14 @@ from typing import Final
 from models.ids import RunId
 
 __all__ = [
+    "CANCEL_CHANNEL",
+    "CANCEL_TEMPLATE",
     "NOTIFY_CHANNEL",
     "PAYLOAD_TEMPLATE",
+    "cancel_payload",
     "notify_payload",
     "notify_payloads",
+    "parse_cancel",
     "parse_notify",
 ]
 
@@ -28,6 +37,12 @@ NOTIFY_CHANNEL: Final = "raw_stream_events"
 
 PAYLOAD_TEMPLATE: Final = "%s:%s"
 """`run_id:last_seq`, for Python's `%` and PostgreSQL's `format()` alike."""
+
+CANCEL_CHANNEL: Final = "run_cancel"
+"""The LISTEN/NOTIFY channel of cancel requests; the flag in `runs` is the truth."""
+
+CANCEL_TEMPLATE: Final = "%s:%s"
+"""`run_id:member`: a UUID has no colon, so the member id may hold any character."""
 
 
 def notify_payload(run_id: uuid.UUID, seq: int) -> str:
@@ -48,5 +63,21 @@ def parse_notify(payload: str) -> tuple[RunId, int] | None:
     run_id, _, seq = payload.partition(":")
     try:
         return RunId(uuid.UUID(run_id)), int(seq)
+    except ValueError:
+        return None
+
+
+def cancel_payload(run_id: uuid.UUID, by: str) -> str:
+    """The cancel wake-up of run `run_id`, asked for by member `by`."""
+    return CANCEL_TEMPLATE % (run_id, by)
+
+
+def parse_cancel(payload: str) -> tuple[RunId, str] | None:
+    """`run_id:member` back to its parts; None for anything malformed."""
+    run_id, colon, by = payload.partition(":")
+    if not colon:
+        return None
+    try:
+        return RunId(uuid.UUID(run_id)), by
     except ValueError:
         return None

@@ -63,8 +63,12 @@ class FlushPort(Protocol):
         lease_s: float,
         runs: Sequence[RunFlush],
         events: Sequence[PendingEvent],
-    ) -> set[RunId]:
-        """Fenced flush of runs `writer_id` still owns; returns those (their events stored)."""
+    ) -> dict[RunId, str | None]:
+        """Fenced flush of runs `writer_id` still owns; returns those (their events stored).
+
+        Each maps to the member who asked to cancel it, None if nobody did: the
+        poll that backs the cancel wake-up.
+        """
         ...
 
     async def release_runs(self, writer_id: str, run_ids: Sequence[RunId]) -> set[RunId]:
@@ -73,6 +77,16 @@ class FlushPort(Protocol):
 
 
 class ProducerReads(Protocol):
+    async def get_run(self, workspace_id: WorkspaceId, run_id: RunId) -> RunRecord:
+        """The run as stored now (its cancel flag: `abort_requested_at`)."""
+        ...
+
+    async def read_events(
+        self, run_id: RunId, after: int, limit: int = 1000, max_bytes: int | None = None
+    ) -> EventPage:
+        """A taken-over run's earlier events, for its partial answer on cancel."""
+        ...
+
     async def list_messages(
         self, thread_id: ThreadId, *, run_id: RunId | None = None
     ) -> list[StoredMessage]: ...
@@ -90,9 +104,13 @@ class TailPort(Protocol):
         ...
 
     async def listen(
-        self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+        self,
+        on_payload: Callable[[str], None],
+        on_lost: Callable[[], None],
+        *,
+        on_cancel: Callable[[str], None] | None = None,
     ) -> Listening:
-        """Start receiving wake-ups; `DatabaseUnavailable` if that cannot be done."""
+        """Receive wake-ups (cancel ones too, with `on_cancel`), or `DatabaseUnavailable`."""
         ...
 
 
@@ -121,7 +139,10 @@ class SubscriptionReads(Protocol):
 
 class LifecyclePort(Protocol):
     async def request_cancel(self, workspace_id: WorkspaceId, run_id: RunId, by: str) -> RunRecord:
-        """Raise the run's cancel flag (first request wins); `NotFound` if not the caller's."""
+        """Raise the run's cancel flag (first request wins) and send the cancel wake-up.
+
+        `NotFound` if not the caller's; a finished run comes back unchanged.
+        """
         ...
 
     async def claim_expired_runs(

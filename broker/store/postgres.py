@@ -29,7 +29,7 @@ from broker.store.event_reads import EventReads
 from broker.store.integration_rows import IntegrationQueries
 from broker.store.listening import Listening, listen
 from broker.store.messages import MessageQueries
-from broker.store.notify import notify_payloads
+from broker.store.notify import cancel_payload, notify_payloads
 from broker.store.records import (
     PendingEvent,
     RunFlush,
@@ -38,7 +38,7 @@ from broker.store.records import (
     ThreadRecord,
 )
 from broker.store.sealing import title_aad
-from broker.store.statements import FLUSH, INSERT_EVENTS, NOTIFY
+from broker.store.statements import CANCEL_NOTIFY, FLUSH, INSERT_EVENTS, NOTIFY
 from broker.store.statements import events as _events
 from broker.store.statements import runs as _runs
 from broker.store.statements import threads as _threads
@@ -51,6 +51,8 @@ __all__ = ["SEAL_INLINE_BYTES", "Store"]
 
 SEAL_INLINE_BYTES = 64 * 1024
 """A flush whose events' JSON is larger than this is sealed in a worker thread."""
+
+Hook = Callable[[str], None]
 
 
 def _run_record(row: sa.Row[Any]) -> RunRecord:
@@ -67,6 +69,7 @@ def _run_record(row: sa.Row[Any]) -> RunRecord:
         agent_event_id=row.agent_cursor,
         writer_id=row.writer_id,
         abort_requested_at=row.abort_requested_at,
+        aborted_by=row.aborted_by,
     )
 
 
@@ -220,15 +223,15 @@ class Store(EventReads, MessageQueries, IntegrationQueries):
         lease_s: float,
         runs: Sequence[RunFlush],
         events: Sequence[PendingEvent],
-    ) -> set[RunId]:
+    ) -> dict[RunId, str | None]:
         """Fenced flush: renew leases, store events, finish runs; returns the runs still ours.
 
-        Events of runs that fail the fence (another writer, or no longer streaming)
-        are not written; the caller stops their producers. Idempotent by key, so a
-        batch whose commit was lost can be sent again.
+        Each maps to who asked to cancel it (None: nobody). Events of runs that fail
+        the fence (another writer, or no longer streaming) are not written; the caller
+        stops their producers. Idempotent by key: a batch whose commit was lost can be resent.
         """
         if not runs:
-            return set()
+            return {}
         if sum(item.size for item in events) > SEAL_INLINE_BYTES:
             # AES-GCM releases the GIL: a large batch is sealed off the event loop.
             sealed = await asyncio.to_thread(self.seal_events, events)
@@ -250,7 +253,7 @@ class Store(EventReads, MessageQueries, IntegrationQueries):
             "payloads": sealed["payloads"],
         }
         async with self.transaction() as conn:
-            accepted = {RunId(row.id) for row in await conn.execute(FLUSH, params)}
+            accepted = {RunId(row.id): row.cancel_by for row in await conn.execute(FLUSH, params)}
             for run in runs:
                 if run.ending and run.ending.messages and run.run_id in accepted:
                     await self.insert_messages(conn, run.thread_id, run.run_id, run.ending.messages)
@@ -278,7 +281,8 @@ class Store(EventReads, MessageQueries, IntegrationQueries):
     async def request_cancel(self, workspace_id: WorkspaceId, run_id: RunId, by: str) -> RunRecord:
         """Raise the cancel flag of an active run (first request wins); `NotFound` if not ours.
 
-        A run that already ended comes back unchanged.
+        Its wake-up (`broker.store.notify`), naming whose request won, is sent in the
+        same transaction. A run that already ended comes back unchanged, sending nothing.
         """
         stmt = (
             _runs.update()
@@ -295,6 +299,10 @@ class Store(EventReads, MessageQueries, IntegrationQueries):
         )
         async with self.transaction() as conn:
             row = (await conn.execute(stmt)).one_or_none()
+            if row is not None:
+                await conn.execute(
+                    CANCEL_NOTIFY, {"payload": cancel_payload(row.id, row.aborted_by)}
+                )
         return _run_record(row) if row is not None else await self.get_run(workspace_id, run_id)
 
     async def claim_expired_runs(
@@ -369,7 +377,7 @@ class Store(EventReads, MessageQueries, IntegrationQueries):
         return RunState(record, max(record.last_seq, row.max_seq or 0), row.aborted_by)
 
     async def listen(
-        self, on_payload: Callable[[str], None], on_lost: Callable[[], None]
+        self, on_payload: Hook, on_lost: Callable[[], None], *, on_cancel: Hook | None = None
     ) -> Listening:
         """Open a connection that LISTENs for wake-ups; `on_lost` fires when it drops."""
-        return await listen(self.engine, on_payload, on_lost)
+        return await listen(self.engine, on_payload, on_lost, on_cancel=on_cancel)

@@ -109,6 +109,8 @@ class RunRecord:
     """The agent's SSE id of the last stored event (column `runs.agent_cursor`)."""
     writer_id: str | None
     abort_requested_at: datetime | None
+    aborted_by: str | None = None
+    """The member who asked to cancel the run (with `abort_requested_at`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,11 @@ from typing import cast
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, INTEGER, TEXT, UUID
 
-from broker.store.notify import NOTIFY_CHANNEL, PAYLOAD_TEMPLATE
+from broker.store.notify import CANCEL_CHANNEL, NOTIFY_CHANNEL, PAYLOAD_TEMPLATE
 from models.tables import Integration, Message, RawStreamEvent, Run, Thread, Workspace
 
 __all__ = [
+    "CANCEL_NOTIFY",
     "FLUSH",
     "INSERT_EVENTS",
     "NOTIFY",
@@ -52,12 +53,16 @@ NOTIFY = sa.text(
 ).bindparams(sa.bindparam("payloads", type_=ARRAY(TEXT)), channel=NOTIFY_CHANNEL)
 """One wake-up per payload, sent on commit (payloads from `broker.store.notify`)."""
 
+CANCEL_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)").bindparams(channel=CANCEL_CHANNEL)
+"""The cancel wake-up of one run, sent on commit (payload from `broker.store.notify`)."""
+
 
 # One round trip for any number of runs: fence and renew the leases (the runs this
 # writer still owns come back), insert only those runs' events, finish the runs
 # whose terminal event is in the batch, and NOTIFY each run that got events. Every
 # sub-statement sees the same snapshot; `fenced`'s RETURNING is how the insert
-# learns which runs passed the fence.
+# learns which runs passed the fence. It also returns who asked to cancel each run
+# (NULL: nobody): the poll behind the cancel NOTIFY, at no extra round trip.
 FLUSH = sa.text(
     """
 WITH batch AS (
@@ -80,7 +85,9 @@ fenced AS (
         END
     FROM batch AS b
     WHERE runs.id = b.id AND runs.writer_id = :writer_id AND runs.status = 'streaming'
-    RETURNING runs.id, runs.last_seq, b.last_seq > 0 AS wrote
+    RETURNING runs.id, runs.last_seq, b.last_seq > 0 AS wrote,
+        CASE WHEN runs.abort_requested_at IS NOT NULL THEN coalesce(runs.aborted_by, '') END
+            AS cancel_by
 ),
 inserted AS (
     INSERT INTO raw_stream_events (run_id, seq, key_id, payload)
@@ -89,7 +96,8 @@ inserted AS (
     WHERE e.run_id IN (SELECT id FROM fenced)
     ON CONFLICT (run_id, seq) DO NOTHING
 )
-SELECT id, CASE WHEN wrote THEN pg_notify(:channel, format(:template, id, last_seq)) END AS notified
+SELECT id, cancel_by,
+    CASE WHEN wrote THEN pg_notify(:channel, format(:template, id, last_seq)) END AS notified
 FROM fenced
 """
 ).bindparams(

@@ -242,8 +242,17 @@ def encode_comment(text: str = "") -> bytes:
     return ("".join(f": {line}\n" if line else ":\n" for line in lines) + "\n").encode()
 
 
-def encode_retry(ms: int) -> bytes:
-    return (_retry_line(ms) + "\n").encode()
+def encode_retry(ms: int, *, id: str | int | None = None) -> bytes:
+    """A `retry:` block; with `id`, it also sets the client's last event id.
+
+    A block with no data dispatches no event, but the spec's parser still takes
+    its `id:` as the last event id, which an `EventSource` sends back as
+    `Last-Event-ID` on its next reconnect.
+    """
+    if id is not None:
+        _reject_line_breaks("id", str(id))
+    id_line = "" if id is None else f"id: {id}\n"
+    return (_retry_line(ms) + id_line + "\n").encode()
 
 
 def _retry_line(ms: int) -> str:

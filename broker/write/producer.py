@@ -45,16 +45,27 @@ producer has pushed.
 On shutdown the task is cancelled: the agent connection closes, the run's
 buffered events are flushed and its lease handed over by the stream manager,
 and the agent keeps the run for a re-attach.
+
+Cancel (design 5): the run's stream is told by the cancel wake-up or by the
+flag a flush returns (`RunStream.cancel_requested`), and the producer races
+its agent read against that too. It then, at once, 1. sends the agent's
+cancel and 2. aborts its request (nothing the agent sends after the cancel
+was asked for is kept), and 3.-5. pushes the terminal `cancelled` (`by`: the
+member) with the partial answer: one flush stores the event, the partial
+transcript and the run's `cancelled` status in one transaction. A flag
+already raised when the producer starts ends the run at once, and the agent
+is never called.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
-from pydantic import ValidationError
 
 from broker.errors import (
     AgentConflict,
@@ -71,11 +82,19 @@ from broker.web.capability import mint_capability
 from broker.web.metrics import Metrics
 from broker.web.sse import ServerSentEvent, aiter_sse
 from broker.write.agent_client import AgentClient
+from broker.write.agent_frames import interpret_frame
 from broker.write.batching import Backoff
-from broker.write.run_stream import RunStream
+from broker.write.run_stream import RunStream, until_stopped
 from broker.write.streams import StreamManager
 from models.agent_api import AgentIntegration, RunRequest
-from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal, parse_event_json
+from models.events import (
+    ChatMessage,
+    ErrorData,
+    ErrorEvent,
+    StoredEvent,
+    Text,
+    is_terminal,
+)
 from models.ids import RunId
 from models.status import PRODUCER_LOST
 
@@ -85,38 +104,8 @@ _log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
 
-# Events only the broker writes: an agent sending one is a protocol error.
-_BROKER_ONLY = frozenset({"run_started"})
-# `runs.agent_cursor` is varchar(200); an id that cannot be recorded cannot be resumed from.
-_AGENT_ID_MAX = 200
-
-
-def interpret_frame(frame: ServerSentEvent, *, max_bytes: int | None = None) -> StreamEvent | str:
-    """A frame's typed event, or why it is dropped.
-
-    Reasons: `bad_id`, `oversized` (its data over `max_bytes` UTF-8 bytes, checked
-    before it is parsed), `malformed`, `broker_only`.
-    """
-    if frame.id is not None and len(frame.id) > _AGENT_ID_MAX:
-        return "bad_id"
-    if max_bytes is not None and _over_utf8_bytes(frame.data, max_bytes):
-        return "oversized"
-    try:
-        event = parse_event_json(frame.data)
-    except ValidationError:
-        return "malformed"
-    if event.event_type in _BROKER_ONLY:
-        return "broker_only"
-    return event
-
-
-def _over_utf8_bytes(text: str, limit: int) -> bool:
-    """Whether `text` is over `limit` bytes in UTF-8; its length alone mostly settles it."""
-    if len(text) > limit:
-        return True  # at least one byte a character
-    if len(text) * 4 <= limit:
-        return False  # at most four
-    return len(text.encode("utf-8", "surrogatepass")) > limit
+# How long a cancelled run waits for the agent to acknowledge its cancel (after the end).
+_AGENT_CANCEL_TIMEOUT_S = 5.0
 
 
 def _error(error_type: str, message: str) -> ErrorEvent:
@@ -220,17 +209,24 @@ class _Producer:
         self._agent_cursor = run.agent_event_id
         """The agent's id of the newest event pushed: where a re-attach resumes."""
         self._log = _log.bind(run_id=str(run.run_id), request_id=request_id)
+        # A taken-over run's agent may still be running it: a cancel must reach it.
+        self._agent_called = message is None
 
     async def run(self) -> None:
         stream = self._stream
         try:
             try:
-                if self._message is None:
-                    self._log.info("run_taken_over", agent_cursor=self._agent_cursor)
-                    request = None
-                else:
-                    request = await self._agent_request(self._message)
-                await _until_halted(stream, self._consume(request))
+                await self._check_cancel_flag()
+                if not stream.cancel_requested.is_set():
+                    if self._message is None:
+                        self._log.info("run_taken_over", agent_cursor=self._agent_cursor)
+                        request = None
+                    else:
+                        request = await self._agent_request(self._message)
+                    if not stream.cancel_requested.is_set():
+                        await until_stopped(stream, self._consume(request))
+                if stream.cancel_requested.is_set():
+                    await self._cancel()
             except Exception:
                 self._log.exception("producer_failed")
                 stream.push(_error("producer_failed", "the broker failed to produce this run"))
@@ -243,6 +239,50 @@ class _Producer:
             raise
         finally:
             self._metrics.active_producers.dec()
+
+    async def _check_cancel_flag(self) -> None:
+        """A cancel recorded before this producer started (its wake-up came too early)."""
+        run, store = self._run, self._owner.store
+        stored = await self._retry_db(lambda: store.get_run(run.workspace_id, run.run_id))
+        if stored.abort_requested_at is not None:
+            self._stream.request_cancel(stored.aborted_by or "")
+
+    async def _cancel(self) -> None:
+        """Stop the run for its cancel: the agent told, the request aborted, the end pushed."""
+        stream = self._stream
+        telling = asyncio.create_task(self._cancel_agent()) if self._agent_called else None
+        # The agent read was stopped by the race (or never began): the request is aborted.
+        try:
+            partial = await self._partial_answer()
+            if stream.cancel(stream.cancel_by, partial) is not None:
+                self._log.info("run_cancelled", by=stream.cancel_by, partial=len(partial))
+        finally:
+            if telling is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(telling, _AGENT_CANCEL_TIMEOUT_S)
+
+    async def _partial_answer(self) -> list[ChatMessage]:
+        """The answer so far, as one assistant message (none if no text was produced)."""
+        stream = self._stream
+        earlier: list[str] = []
+        if stream.first_seq > 2:
+            # Taken over from another writer: its part of the answer is in the table.
+            after = 1
+            while after < stream.first_seq - 1:
+                found = await self._retry_db(functools.partial(self._read_after, after))
+                if not found:
+                    break
+                earlier += [
+                    e.event.data.text
+                    for e in found
+                    if isinstance(e.event, Text) and e.seq < stream.first_seq
+                ]
+                after = found[-1].seq
+        text = "".join(earlier + stream.answer)
+        return [ChatMessage(role="assistant", content=text)] if text.strip() else []
+
+    async def _read_after(self, after: int) -> list[StoredEvent]:
+        return await self._owner.store.read_events(self._run.run_id, after)
 
     async def _agent_request(self, message: str) -> RunRequest:
         """The agent's input: the transcript before this run's message, and the integrations."""
@@ -279,6 +319,7 @@ class _Producer:
         delays = self._owner.agent_backoff.delays()
         reattach = request is None
         while True:
+            self._agent_called = True
             try:
                 body = (
                     self._agent.reattach(
@@ -324,6 +365,8 @@ class _Producer:
     def _take(self, frame: ServerSentEvent) -> bool:
         """Push one frame's event; True when the producer should stop reading."""
         self._metrics.events_received.inc()
+        if self._stream.cancel_requested.is_set():
+            return True  # the agent's events after a cancel are not the run's
         event = interpret_frame(frame, max_bytes=self._owner.max_event_bytes)
         if isinstance(event, str):
             self._metrics.events_dropped.inc()
@@ -354,17 +397,3 @@ class _Producer:
             await self._agent.cancel(self._run.run_id, request_id=self._request_id)
         except AgentError as exc:
             self._log.info("agent_cancel_failed", error=str(exc))
-
-
-async def _until_halted(stream: RunStream, work: Coroutine[Any, Any, None]) -> None:
-    """Run `work`, but stop it as soon as the stream is halted (lease lost, overflow)."""
-    task = asyncio.create_task(work)
-    halted = asyncio.create_task(stream.halted.wait())
-    try:
-        await asyncio.wait({task, halted}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for pending in (task, halted):
-            pending.cancel()
-        await asyncio.gather(task, halted, return_exceptions=True)
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        raise exc

@@ -1,4 +1,8 @@
-"""Routes that start work: `POST /api/threads` and `POST /api/threads/{thread_id}/runs`.
+"""Routes that start and stop work: threads, runs, and the cancel of a run.
+
+    POST /api/threads                     201 a thread
+    POST /api/threads/{thread_id}/runs    202 a run, its producer started
+    POST /api/runs/{run_id}/cancel        202 the cancel recorded (200: already ended)
 
 Starting a run answers 202 at once: the run row (streaming, leased to this
 process), its `run_started` event and the user's message are one
@@ -6,6 +10,11 @@ transaction, and the producer runs in the background. Every refusal comes
 before anything is written: shutting down (503), message too large (413),
 schema (422), unknown or foreign thread (404, also for a malformed id: an id
 is opaque to clients), thread busy (409, the database's partial unique index).
+
+A cancel only records the flag and sends its wake-up, in one transaction
+(`LifecyclePort.request_cancel`): the producer that owns the run, on
+whichever replica, stops it (`broker.write.producer`). So it is accepted on
+any replica, before the producer has even started, and as often as asked.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request, Response
 
 from broker.errors import PayloadTooLarge, ShuttingDown
 from broker.store.postgres import Store
@@ -21,9 +30,10 @@ from broker.web.auth import Principal
 from broker.web.http import authenticate, get_settings, get_store, path_id, request_id_of
 from broker.web.settings import Settings
 from broker.write.producer import Producers
-from models.api import CreateThread, RunAccepted, StartRun, ThreadCreated
+from models.api import CreateThread, RunAccepted, RunCancel, StartRun, ThreadCreated
 from models.events import ChatMessage
-from models.ids import ThreadId
+from models.ids import RunId, ThreadId
+from models.status import ACTIVE_STATUSES
 
 __all__ = ["router"]
 
@@ -85,3 +95,20 @@ async def start_run(
         thread_id=str(run.thread_id),
         subscribe_url=f"/api/runs/{run.run_id}/subscribe",
     )
+
+
+@router.post("/api/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(
+    run_id: str,
+    response: Response,
+    principal: Annotated[Principal, Depends(authenticate)],
+    store: Annotated[Store, Depends(get_store)],
+) -> RunCancel:
+    """Ask to cancel a run: 202 while it is active (idempotent), 200 with its final status."""
+    run = await store.request_cancel(
+        principal.workspace_id, RunId(path_id(run_id, "run")), by=principal.member_id
+    )
+    if run.status not in ACTIVE_STATUSES:
+        response.status_code = 200
+    log.info("run_cancel_recorded", run_id=str(run.run_id), status=run.status)
+    return RunCancel(run_id=str(run.run_id), status=run.status)

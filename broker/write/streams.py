@@ -23,6 +23,9 @@ writes every run's pending events in one fenced transaction
   A flush carries at least one event, however large.
 - **Completion is atomic**: the flush that stores a terminal event also ends
   the run, releases its lease and, for `complete`, inserts the final messages.
+- **Cancel requests arrive two ways**: the cancel wake-up (`request_cancel`,
+  from the read side's LISTEN connection) and, as the fallback, the flag each
+  flush's fencing UPDATE returns.
 
 Shutdown (`close`) stops the loop, flushes what is left (a few tries) and
 releases the leases of runs still streaming, the agent's event id
@@ -159,6 +162,12 @@ class StreamManager:
     def get(self, run_id: RunId) -> RunStream | None:
         """The run's stream while this process writes it."""
         return self._streams.get(run_id)
+
+    def request_cancel(self, run_id: RunId, by: str) -> None:
+        """A member asked to cancel `run_id`: tell its stream, if this process writes it."""
+        stream = self._streams.get(run_id)
+        if stream is not None:
+            stream.request_cancel(by)
 
     # --- the write path -------------------------------------------------------------------
 
@@ -300,7 +309,11 @@ class StreamManager:
         )
 
     def _settle(
-        self, runs: list[RunFlush], batch: dict[RunId, _Pending], accepted: set[RunId], at: float
+        self,
+        runs: list[RunFlush],
+        batch: dict[RunId, _Pending],
+        accepted: dict[RunId, str | None],
+        at: float,
     ) -> None:
         """After a commit: account what was stored, finish ended runs, stop fenced ones."""
         for run in runs:
@@ -318,6 +331,8 @@ class StreamManager:
                 stream.stored_seq = pending.events[-1].seq
             if run.ending is not None:
                 self._close_stream(stream, "stored")
+            elif (cancel_by := accepted[run.run_id]) is not None:
+                stream.request_cancel(cancel_by)
 
     def _run_flush(self, run_id: RunId, pending: _Pending) -> RunFlush:
         stream = self._streams[run_id]
@@ -327,7 +342,7 @@ class StreamManager:
             stream.thread_id,
             last.seq,
             agent_event_id=pending.agent_event_id,
-            ending=ending_of(last.event),
+            ending=ending_of(last.event, stream.partial),
         )
 
     def _restore(self, batch: dict[RunId, _Pending]) -> None:

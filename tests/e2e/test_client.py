@@ -301,7 +301,6 @@ async def test_a_5xx_on_a_single_request_is_not_resent_and_keeps_its_code() -> N
         assert (refused.value.attempts, refused.value.code) == (1, "shutting_down")
 
 
-@pytest.mark.xfail(strict=True, reason="cancel route: issue 10")
 async def test_cancel_against_the_real_broker_ends_the_run_cancelled(system: System) -> None:
     async with BrokerClient(system.broker_url, system.token) as client:
         thread = await client.create_thread()

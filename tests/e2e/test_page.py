@@ -275,10 +275,6 @@ async def test_going_offline_mid_run_and_back_loses_and_repeats_nothing(
         await context.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="POST /api/runs/{id}/cancel does not exist yet: issue 10 (run lifecycle) adds it",
-)
 async def test_stop_ends_the_run_cancelled(browser: Browser, system: System) -> None:
     context, page = await _signed_in(browser, system)
     try:

@@ -91,7 +91,8 @@ async def test_headers_retry_hint_and_keepalive_while_idle(
                 body += chunk
                 if body.count(b": keepalive\n\n") >= 2:
                     break
-    assert body.startswith(b"retry: 1000\n\nid: 1\ndata: {")
+    # The opening block names the resolved cursor (null: 0) as the last event id.
+    assert body.startswith(b"retry: 1000\nid: 0\n\nid: 1\ndata: {")
     assert [event.json()["seq"] for event in iter_sse([body])] == [1]
 
 

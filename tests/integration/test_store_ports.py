@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from broker.errors import Conflict, NotFound, RunInProgress
 from broker.store.memory import MemoryStore
-from broker.store.notify import parse_notify
+from broker.store.notify import parse_cancel, parse_notify
 from broker.store.ports import (
     FlushPort,
     LifecyclePort,
@@ -126,7 +126,7 @@ async def test_the_flush_writes_only_runs_the_writer_owns(adapter: AnyStore) -> 
     events = [_text(mine, 2), _text(mine, 3), _text(theirs, 2)]
     await adapter.release_runs("w1", [theirs.run_id])
     accepted = await adapter.flush_runs("w1", 60, runs, events)
-    assert accepted == {mine.run_id}
+    assert accepted == {mine.run_id: None}
     assert [e.seq for e in await adapter.read_events(mine.run_id, 0)] == [1, 2, 3]
     assert [e.seq for e in await adapter.read_events(theirs.run_id, 0)] == [1]
     record = await adapter.get_run(mine.workspace_id, mine.run_id)
@@ -136,8 +136,8 @@ async def test_the_flush_writes_only_runs_the_writer_owns(adapter: AnyStore) -> 
 async def test_a_flush_sent_twice_stores_each_event_once(adapter: AnyStore) -> None:
     run = await _run(adapter)
     flush = [RunFlush(run.run_id, run.thread_id, 2)]
-    assert await adapter.flush_runs("w1", 60, flush, [_text(run, 2)]) == {run.run_id}
-    assert await adapter.flush_runs("w1", 60, flush, [_text(run, 2)]) == {run.run_id}
+    assert await adapter.flush_runs("w1", 60, flush, [_text(run, 2)]) == {run.run_id: None}
+    assert await adapter.flush_runs("w1", 60, flush, [_text(run, 2)]) == {run.run_id: None}
     assert [e.seq for e in await adapter.read_events(run.run_id, 0)] == [1, 2]
 
 
@@ -150,7 +150,7 @@ async def test_the_terminal_flush_ends_the_run_and_appends_its_messages(
     ending = RunEnding("completed", messages=(answer,))
     pending = PendingEvent(run.run_id, 2, done, datetime.now(UTC))
     flush = [RunFlush(run.run_id, run.thread_id, 2, ending=ending)]
-    assert await adapter.flush_runs("w1", 60, flush, [pending]) == {run.run_id}
+    assert await adapter.flush_runs("w1", 60, flush, [pending]) == {run.run_id: None}
     state = await adapter.get_run_state(run.workspace_id, run.run_id)
     assert (state.record.status, state.record.writer_id, state.head) == ("completed", None, 2)
     assert state.record.finished_at is not None
@@ -159,7 +159,7 @@ async def test_the_terminal_flush_ends_the_run_and_appends_its_messages(
         "done",
     ]
     # Ended: the writer no longer owns it, so a late flush is fenced out.
-    assert await adapter.flush_runs("w1", 60, [RunFlush(run.run_id, run.thread_id, 0)], []) == set()
+    assert await adapter.flush_runs("w1", 60, [RunFlush(run.run_id, run.thread_id, 0)], []) == {}
 
 
 async def test_read_events_many_reads_each_run_after_its_head(adapter: AnyStore) -> None:
@@ -253,6 +253,46 @@ async def test_cancel_raises_the_flag_once_and_leaves_an_ended_run_alone(
         await adapter.request_cancel(WorkspaceId(new_id()), run.run_id, "mallory")
 
 
+async def test_cancel_wakes_listeners_and_every_later_flush_returns_who_asked(
+    adapter: AnyStore,
+) -> None:
+    run, other = await _run(adapter), await _run(adapter, "b")
+    cancels: list[str] = []
+    woke = asyncio.Event()
+
+    def on_cancel(payload: str) -> None:
+        cancels.append(payload)
+        woke.set()
+
+    listening = await adapter.listen(lambda _: None, lambda: None, on_cancel=on_cancel)
+    try:
+        both = [RunFlush(run.run_id, run.thread_id, 0), RunFlush(other.run_id, other.thread_id, 0)]
+        assert await adapter.flush_runs("w1", 60, both, []) == {
+            run.run_id: None,
+            other.run_id: None,
+        }
+        await adapter.request_cancel(run.workspace_id, run.run_id, "alice:the:admin")
+        await asyncio.wait_for(woke.wait(), 10)
+        # The winner of the flag is named, even when a later request names another member.
+        await adapter.request_cancel(run.workspace_id, run.run_id, "bob")
+        assert await adapter.flush_runs("w1", 60, both, []) == {
+            run.run_id: "alice:the:admin",
+            other.run_id: None,
+        }
+        await asyncio.sleep(0.05)
+        assert [parse_cancel(p) for p in cancels] == [(run.run_id, "alice:the:admin")] * 2
+        # An ended run sends nothing more.
+        ending = RunEnding("cancelled", aborted_by="alice:the:admin")
+        await adapter.flush_runs(
+            "w1", 60, [RunFlush(run.run_id, run.thread_id, 0, ending=ending)], []
+        )
+        await adapter.request_cancel(run.workspace_id, run.run_id, "carol")
+        await asyncio.sleep(0.05)
+        assert len(cancels) == 2
+    finally:
+        await listening.close()
+
+
 async def test_only_expired_leases_are_claimed_and_the_old_writer_is_fenced_out(
     adapter: AnyStore,
 ) -> None:
@@ -263,7 +303,7 @@ async def test_only_expired_leases_are_claimed_and_the_old_writer_is_fenced_out(
     assert claimed[0].writer_id == "w2"
     assert await adapter.claim_expired_runs("w3", 60, limit=10) == []
     old = [RunFlush(expired.run_id, expired.thread_id, 2)]
-    assert await adapter.flush_runs("w1", 60, old, [_text(expired, 2)]) == set()
+    assert await adapter.flush_runs("w1", 60, old, [_text(expired, 2)]) == {}
     assert (await adapter.get_run(live.workspace_id, live.run_id)).writer_id == "w1"
 
 

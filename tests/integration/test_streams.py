@@ -83,7 +83,7 @@ class _SlowStore(Store):
 
     async def flush_runs(
         self, writer_id: str, lease_s: float, runs: Any, events: Any
-    ) -> set[RunId]:
+    ) -> dict[RunId, str | None]:
         async with self.transaction() as conn:
             await conn.execute(sa.text("SELECT pg_sleep(0.02)"))
         await asyncio.sleep(0.01)
@@ -150,7 +150,7 @@ class _FlakyStore(Store):
 
     async def flush_runs(
         self, writer_id: str, lease_s: float, runs: Any, events: Any
-    ) -> set[RunId]:
+    ) -> dict[RunId, str | None]:
         if self.down:
             self.failed.set()
             raise DatabaseUnavailable("down, as the test scripted")
@@ -257,7 +257,7 @@ async def test_flush_notifies_each_run_that_got_events_with_its_new_head(
             # A renewal-only flush of `idle` wakes nobody.
             assert await store.flush_runs(
                 streams.writer_id, 10, [RunFlush(idle.run_id, idle.thread_id, 0)], []
-            ) == {idle.run_id}
+            ) == {idle.run_id: None}
         assert received.empty()
     finally:
         await listener.close()
@@ -273,7 +273,7 @@ async def test_flush_of_a_run_owned_by_another_writer_writes_nothing(store: Stor
             [RunFlush(run.run_id, run.thread_id, 2, agent_event_id="9")],
             pending,
         )
-        assert accepted == set()
+        assert accepted == {}
     assert [e.seq for e in await stored(store, run)] == [1]
     assert (await run_row(store, run)).agent_cursor is None
 

@@ -78,3 +78,28 @@ def test_now_resolves_to_the_head_and_a_seq_to_itself() -> None:
     assert resolve_cursor(NOW, 42) == 42
     assert resolve_cursor(After(5), 42) == 5
     assert resolve_cursor(After(100), 42) == 100
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0, After(0)), (5, After(5)), (MAX_SEQ, After(MAX_SEQ))]
+)
+def test_a_json_integer_is_a_cursor_like_its_decimal_string(value: int, expected: After) -> None:
+    assert parse_cursor(value) == expected == parse_cursor(str(value))
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (-1, "not a seq"),
+        (MAX_SEQ + 1, "not a seq"),
+        (True, "boolean"),
+        (False, "boolean"),
+        (1.5, "not an integer"),
+        (2.0, "not an integer"),
+        ([3], "array"),
+        ({"seq": 3}, "object"),
+    ],
+)
+def test_any_other_json_value_is_refused_naming_its_type(value: object, named: str) -> None:
+    with pytest.raises(InvalidCursor, match=named):
+        parse_cursor(value)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from broker.web.sse import ServerSentEvent
-from broker.write.producer import interpret_frame
+from broker.write.agent_frames import interpret_frame
 from broker.write.run_stream import ending_of
 from models.agent_api import AgentIntegration, RunRequest
 from models.events import (

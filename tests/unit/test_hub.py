@@ -17,6 +17,7 @@ from broker.store.memory import MemoryStore
 from broker.store.records import PendingEvent, RunFlush, RunRecord
 from broker.web.metrics import Metrics
 from models.events import Complete, CompleteData, StreamEvent, Text, TextData
+from models.ids import RunId
 from subscribe.hub import Hub
 from subscribe.viewer import Viewer
 
@@ -161,3 +162,29 @@ async def test_the_last_viewer_out_removes_the_tail(hub: Hub, memory: MemoryStor
     hub.leave(b)
     assert (hub.tail_count, hub.viewer_count) == (0, 0)
     assert hub.tail_head(run.run_id) is None
+
+
+async def test_cancel_wake_ups_are_handed_to_the_write_side_and_malformed_ones_dropped(
+    memory: MemoryStore, metrics: Metrics
+) -> None:
+    told: list[tuple[RunId, str]] = []
+    hub = Hub(
+        memory,
+        metrics,
+        poll_interval_s=3600,
+        viewer_queue_max=100,
+        listen_retry_s=(0, 0),
+        on_cancel=lambda run_id, by: told.append((run_id, by)),
+    )
+    async with hub:
+        assert hub.listener is not None
+        listener = hub.listener
+        await turns(lambda: listener.connected, "the listener connects")
+        run = await new_run(memory)
+        await memory.request_cancel(run.workspace_id, run.run_id, "alice")
+        await turns(lambda: told == [(run.run_id, "alice")], "the cancel reaches the hook")
+        memory.send_wake_up("not-a-run:bob", cancel=True)
+        await memory.request_cancel(run.workspace_id, run.run_id, "bob")
+        await turns(lambda: len(told) == 2, "the second request's wake-up")
+    # The member whose request won is named each time; the malformed one was dropped.
+    assert told == [(run.run_id, "alice")] * 2

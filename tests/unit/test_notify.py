@@ -6,7 +6,16 @@ import uuid
 
 import pytest
 
-from broker.store.notify import PAYLOAD_TEMPLATE, notify_payload, notify_payloads, parse_notify
+from broker.store.notify import (
+    CANCEL_CHANNEL,
+    NOTIFY_CHANNEL,
+    PAYLOAD_TEMPLATE,
+    cancel_payload,
+    notify_payload,
+    notify_payloads,
+    parse_cancel,
+    parse_notify,
+)
 from models.ids import RunId
 
 
@@ -33,3 +42,20 @@ def test_anything_malformed_parses_to_none(payload: str) -> None:
 def test_the_template_reads_the_same_in_python_and_postgresql_format() -> None:
     # PostgreSQL's format() takes %s like Python's %: the flush hands it this template.
     assert PAYLOAD_TEMPLATE.count("%s") == 2 and "%" not in PAYLOAD_TEMPLATE.replace("%s", "")
+
+
+def test_a_cancel_payload_round_trips_whatever_the_member_id_holds() -> None:
+    run_id = RunId(uuid.uuid4())
+    for member in ("alice", "a:b:c", "", "ünï code"):
+        assert parse_cancel(cancel_payload(run_id, member)) == (run_id, member)
+
+
+@pytest.mark.parametrize(
+    "payload", ["", "garbage", "not-a-uuid:alice", ":alice", str(uuid.uuid4())]
+)
+def test_a_malformed_cancel_payload_parses_to_none(payload: str) -> None:
+    assert parse_cancel(payload) is None
+
+
+def test_the_two_channels_differ() -> None:
+    assert CANCEL_CHANNEL != NOTIFY_CHANNEL

@@ -418,6 +418,18 @@ def test_encode_retry() -> None:
         encode_retry(-5)
 
 
+def test_an_opening_block_with_an_id_sets_the_last_event_id_without_an_event() -> None:
+    assert encode_retry(1000, id=7) == b"retry: 1000\nid: 7\n\n"
+    parser = SSEParser()
+    assert parser.feed(encode_retry(1000, id=7)) == []
+    assert (parser.last_event_id, parser.retry) == ("7", 1000)
+    # The next event's own id replaces it, as for any event.
+    assert parser.feed(encode_event("x", id=8)) == [ServerSentEvent(data="x", id="8")]
+    assert parser.last_event_id == "8"
+    with pytest.raises(ValueError, match="CR or LF"):
+        encode_retry(1000, id="1\nevent: x")
+
+
 # --- property: any chunking of any encoded stream parses to the same events --------------
 
 _SPECIAL_CHARS = [

@@ -210,3 +210,40 @@ async def test_events_that_cannot_be_stored_at_shutdown_are_reported_abandoned(
     assert await stream.wait_closed() == "abandoned"
     memory.fail_next = 0
     assert [e.seq for e in await memory.read_events(run.run_id, 0)] == [1]
+
+
+async def test_a_flush_tells_the_stream_of_a_cancel_whose_wake_up_was_lost(
+    memory: MemoryStore, clock: Clock
+) -> None:
+    run = await new_run(memory)
+    manager = manager_on(memory, clock)
+    manager.start()
+    stream = manager.open(run.run_id, run.thread_id)
+    assert await stream.wait_stored(stream.push(text("Hel")) or 0)
+    # No listener: the cancel's wake-up reaches nobody; the flag is in the store.
+    await memory.request_cancel(run.workspace_id, run.run_id, "alice")
+    assert not stream.cancel_requested.is_set()
+    assert await stream.wait_stored(stream.push(text("lo")) or 0)
+    assert stream.cancel_requested.is_set() and stream.cancel_by == "alice"
+    # The producer's end: `cancelled`, the partial answer kept in the same flush.
+    seq = stream.cancel(stream.cancel_by, [ChatMessage(role="assistant", content="Hello")])
+    assert seq == 4 and await stream.wait_closed() == "stored"
+    record = await memory.get_run(run.workspace_id, run.run_id)
+    assert (record.status, record.aborted_by, record.writer_id) == ("cancelled", "alice", None)
+    assert [m.message.content for m in await memory.list_messages(run.thread_id)] == ["q", "Hello"]
+    assert stream.answer == ["Hel", "lo"]
+    await manager.close()
+
+
+async def test_a_cancel_wake_up_reaches_only_a_stream_this_process_writes(
+    memory: MemoryStore, clock: Clock
+) -> None:
+    run, other = await new_run(memory), await new_run(memory, "other")
+    manager = manager_on(memory, clock)
+    stream = manager.open(run.run_id, run.thread_id)
+    manager.request_cancel(other.run_id, "bob")  # not written here: nothing to tell
+    assert not stream.cancel_requested.is_set()
+    manager.request_cancel(run.run_id, "alice")
+    manager.request_cancel(run.run_id, "bob")
+    assert stream.cancel_requested.is_set() and stream.cancel_by == "alice"
+    await manager.close()
