@@ -345,7 +345,7 @@ async def test_a_pending_run_never_started_is_claimed_and_becomes_streaming(
     # The claimant's flush passes the fence, and a `producer_lost` ending interrupts it.
     lost = RunEnding("interrupted", error="gone", error_type="producer_lost")
     flush = [RunFlush(run.run_id, run.thread_id, 2, ending=lost)]
-    assert await adapter.flush_runs("w2", 60, flush, [_text(run, 2)]) == {run.run_id}
+    assert await adapter.flush_runs("w2", 60, flush, [_text(run, 2)]) == {run.run_id: None}
     assert (await adapter.get_run(run.workspace_id, run.run_id)).status == "interrupted"
 
 
