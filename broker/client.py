@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from broker.web.sse import SSEParser
 from models.events import StoredEvent, is_terminal, parse_event
+from models.status import TERMINAL_STATUSES
 
 __all__ = [
     "AuthenticationError",
@@ -127,6 +128,10 @@ class RunInfo(_Answer):
 class CancelResult(_Answer):
     run_id: str
     status: str
+
+
+_HEAD = 2**63 - 1
+"""A position past every seq: where a "now" cursor stands on a finished run."""
 
 
 @dataclass
@@ -254,7 +259,8 @@ class BrokerClient:
     ) -> AsyncGenerator[StoredEvent, None]:
         """The run's events after `cursor` (None/0: from the start, "now": from the head).
 
-        Ends after the terminal event. `on_state` hears "live" when a stream
+        Ends after the terminal event, or, yielding nothing more, when the run
+        has finished and `cursor` is at or past its last seq. `on_state` hears "live" when a stream
         opens and "reconnecting" when one broke. Raises `AuthenticationError`,
         `NotFoundError`, `BadRequestError` (e.g. `invalid_cursor`) at once and
         `GaveUpError` after `max_attempts` failed tries in a row.
@@ -276,6 +282,11 @@ class BrokerClient:
                         yield stored
                         if is_terminal(stored.event):
                             return
+                position = last if last is not None else _seq_or_none(opened.cursor or cursor)
+                if position is None and cursor == "now":
+                    position = _HEAD  # from the head: nothing of a finished run is due
+                if await self._nothing_due(run_id, position):
+                    return  # a finished run sends what is due and closes (design 4.2)
                 raise _Retryable("the stream ended before the terminal event")
             except _Retryable as exc:
                 failures += 1
@@ -289,6 +300,16 @@ class BrokerClient:
                 delay = random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**failures))
                 log.info("client_reconnecting", run_id=run_id, after=last, error=str(exc))
                 await asyncio.sleep(delay)
+
+    async def _nothing_due(self, run_id: str, position: int | None) -> bool:
+        """Whether the run has finished and `position` is at or past its last seq."""
+        if position is None:
+            return False
+        try:
+            info = await self.run(run_id)
+        except ClientError:
+            return False  # no answer to trust: the caller retries the stream
+        return info.status in TERMINAL_STATUSES and position >= info.last_seq
 
     async def _stream(
         self,
@@ -367,6 +388,13 @@ class SyncBrokerClient:
                     return
         finally:
             self._loop.run_until_complete(stream.aclose())
+
+
+def _seq_or_none(cursor: str | int | None) -> int | None:
+    """A cursor as a seq; None for "now", None, or anything that is no seq."""
+    if isinstance(cursor, int):
+        return cursor
+    return int(cursor) if _is_seq(cursor) else None
 
 
 def _is_seq(text: str | None) -> bool:

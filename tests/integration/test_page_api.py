@@ -153,6 +153,29 @@ def test_broker_login_link_prints_a_link_that_another_process_redeems(
     assert done.returncode == 0, done.stderr
     link = done.stdout.strip().splitlines()[-1]
     assert link.startswith("http://127.0.0.1:8123/login?code=")
+    # `broker up --port 8124` next to a BROKER_URL naming 8123: --url says where the page is.
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "login-link", "--url", "http://127.0.0.1:8124"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert elsewhere.stdout.strip().splitlines()[-1].startswith("http://127.0.0.1:8124/login?code=")
+    for command in ("token", "login-link"):
+        for bad in ("", "   ", "w" * 300, "a\x01b"):
+            refused = subprocess.run(
+                [sys.executable, "-m", "broker.cli", command, "--workspace", bad],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert refused.returncode == 2, (command, bad, refused.stderr)
+            assert "--workspace" in refused.stderr and "Traceback" not in refused.stderr
 
     async def redeem() -> None:
         async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
