@@ -307,7 +307,8 @@ def run_command(
     err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     if not token:
         err.print(
-            "error: no token: pass --token or set BROKER_TOKEN (`broker token --workspace default` prints one)"
+            "error: no token: pass --token or set BROKER_TOKEN"
+            " (`broker token --workspace default` prints one)"
         )
         return 2
 
