@@ -394,7 +394,7 @@ def _seq_or_none(cursor: str | int | None) -> int | None:
     """A cursor as a seq; None for "now", None, or anything that is no seq."""
     if isinstance(cursor, int):
         return cursor
-    return int(cursor) if _is_seq(cursor) else None
+    return int(cursor) if cursor is not None and _is_seq(cursor) else None
 
 
 def _is_seq(text: str | None) -> bool:
