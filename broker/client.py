@@ -130,10 +130,6 @@ class CancelResult(_Answer):
     status: str
 
 
-_HEAD = 2**63 - 1
-"""A position past every seq: where a "now" cursor stands on a finished run."""
-
-
 @dataclass
 class _Opening:
     """The cursor the broker resolved for the first connection (its opening `id:`)."""
@@ -259,11 +255,11 @@ class BrokerClient:
     ) -> AsyncGenerator[StoredEvent, None]:
         """The run's events after `cursor` (None/0: from the start, "now": from the head).
 
-        Ends after the terminal event, or, yielding nothing more, when the run
-        has finished and `cursor` is at or past its last seq. `on_state` hears "live" when a stream
-        opens and "reconnecting" when one broke. Raises `AuthenticationError`,
-        `NotFoundError`, `BadRequestError` (e.g. `invalid_cursor`) at once and
-        `GaveUpError` after `max_attempts` failed tries in a row.
+        Ends after the terminal event (or when a finished run has nothing after
+        `cursor`). `on_state` hears "live" when a stream opens and "reconnecting"
+        when one broke. Raises `AuthenticationError`, `NotFoundError`,
+        `BadRequestError` (e.g. `invalid_cursor`) at once and `GaveUpError`
+        after `max_attempts` failed tries in a row.
         """
         last: int | None = None
         opened = _Opening()
@@ -282,10 +278,9 @@ class BrokerClient:
                         yield stored
                         if is_terminal(stored.event):
                             return
-                position = last if last is not None else _seq_or_none(opened.cursor or cursor)
-                if position is None and cursor == "now":
-                    position = _HEAD  # from the head: nothing of a finished run is due
-                if await self._nothing_due(run_id, position):
+                if await self._nothing_due(
+                    run_id, (opened.cursor or cursor) if last is None else last
+                ):
                     return  # a finished run sends what is due and closes (design 4.2)
                 raise _Retryable("the stream ended before the terminal event")
             except _Retryable as exc:
@@ -301,15 +296,16 @@ class BrokerClient:
                 log.info("client_reconnecting", run_id=run_id, after=last, error=str(exc))
                 await asyncio.sleep(delay)
 
-    async def _nothing_due(self, run_id: str, position: int | None) -> bool:
-        """Whether the run has finished and `position` is at or past its last seq."""
-        if position is None:
-            return False
+    async def _nothing_due(self, run_id: str, cursor: str | int | None) -> bool:
+        """Whether the run has finished and `cursor` ("now": the head) is at its last seq."""
+        text = None if cursor is None else str(cursor)
+        position = 2**63 - 1 if text == "now" else int(text or 0) if _is_seq(text) else None
         try:
             info = await self.run(run_id)
-        except ClientError:
-            return False  # no answer to trust: the caller retries the stream
-        return info.status in TERMINAL_STATUSES and position >= info.last_seq
+        except ClientError:  # no answer to trust: the caller retries the stream
+            return False
+        finished = info.status in TERMINAL_STATUSES
+        return finished and position is not None and position >= info.last_seq
 
     async def _stream(
         self,
@@ -388,13 +384,6 @@ class SyncBrokerClient:
                     return
         finally:
             self._loop.run_until_complete(stream.aclose())
-
-
-def _seq_or_none(cursor: str | int | None) -> int | None:
-    """A cursor as a seq; None for "now", None, or anything that is no seq."""
-    if isinstance(cursor, int):
-        return cursor
-    return int(cursor) if cursor is not None and _is_seq(cursor) else None
 
 
 def _is_seq(text: str | None) -> bool:
