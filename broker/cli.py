@@ -70,9 +70,30 @@ def migrate() -> None:
     typer.echo("database is at head")
 
 
+WORKSPACE_NAME_MAX = 200
+"""The longest workspace name (the column's width)."""
+
+
+def _workspace_name(name: str) -> str:
+    """A workspace name as given, if one: 1-200 characters, no control character."""
+    if not name.strip():
+        raise typer.BadParameter("must not be empty")
+    if len(name) > WORKSPACE_NAME_MAX:
+        raise typer.BadParameter(f"at most {WORKSPACE_NAME_MAX} characters, got {len(name)}")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in name):
+        raise typer.BadParameter("must not contain control characters")
+    return name
+
+
+Workspace = Annotated[
+    str,
+    typer.Option(help="Workspace name (created if missing).", callback=_workspace_name),
+]
+
+
 @app.command()
 def token(
-    workspace: Annotated[str, typer.Option(help="Workspace name (created if missing).")],
+    workspace: Workspace,
     member: Annotated[str, typer.Option(help="Member id carried by the token.")] = "owner",
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 7 * 24 * 3600,
 ) -> None:
@@ -244,12 +265,20 @@ def _banner(link: str, base: Settings) -> list[str]:
 
 @app.command("login-link")
 def login_link(
-    workspace: Annotated[str, typer.Option(help="Workspace name (created if missing).")] = (
-        DEFAULT_WORKSPACE
-    ),
+    workspace: Workspace = DEFAULT_WORKSPACE,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BROKER_URL",
+            help="The broker's base URL the link points at (default: BROKER_URL); "
+            "pass it when `broker up --port` differs from BROKER_URL's port.",
+        ),
+    ] = None,
 ) -> None:
-    """Print a fresh one-time login link for the browser page (BROKER_URL is its base)."""
+    """Print a fresh one-time login link for the browser page (at --url, else BROKER_URL)."""
     with _database(_settings()) as settings:
+        if url is not None:
+            settings = settings.model_copy(update={"broker_url": url})
         _migrate(settings)
         workspace_id = asyncio.run(_ensure_workspace(settings, workspace))
         typer.echo(asyncio.run(_login_link(settings, workspace_id)))

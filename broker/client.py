@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from broker.web.sse import SSEParser
 from models.events import StoredEvent, is_terminal, parse_event
+from models.status import TERMINAL_STATUSES
 
 __all__ = [
     "AuthenticationError",
@@ -254,10 +255,11 @@ class BrokerClient:
     ) -> AsyncGenerator[StoredEvent, None]:
         """The run's events after `cursor` (None/0: from the start, "now": from the head).
 
-        Ends after the terminal event. `on_state` hears "live" when a stream
-        opens and "reconnecting" when one broke. Raises `AuthenticationError`,
-        `NotFoundError`, `BadRequestError` (e.g. `invalid_cursor`) at once and
-        `GaveUpError` after `max_attempts` failed tries in a row.
+        Ends after the terminal event (or when a finished run has nothing after
+        `cursor`). `on_state` hears "live" when a stream opens and "reconnecting"
+        when one broke. Raises `AuthenticationError`, `NotFoundError`,
+        `BadRequestError` (e.g. `invalid_cursor`) at once and `GaveUpError`
+        after `max_attempts` failed tries in a row.
         """
         last: int | None = None
         opened = _Opening()
@@ -276,6 +278,10 @@ class BrokerClient:
                         yield stored
                         if is_terminal(stored.event):
                             return
+                if await self._nothing_due(
+                    run_id, (opened.cursor or cursor) if last is None else last
+                ):
+                    return  # a finished run sends what is due and closes (design 4.2)
                 raise _Retryable("the stream ended before the terminal event")
             except _Retryable as exc:
                 failures += 1
@@ -289,6 +295,17 @@ class BrokerClient:
                 delay = random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**failures))
                 log.info("client_reconnecting", run_id=run_id, after=last, error=str(exc))
                 await asyncio.sleep(delay)
+
+    async def _nothing_due(self, run_id: str, cursor: str | int | None) -> bool:
+        """Whether the run has finished and `cursor` ("now": the head) is at its last seq."""
+        text = None if cursor is None else str(cursor)
+        position = 2**63 - 1 if text == "now" else int(text or 0) if _is_seq(text) else None
+        try:
+            info = await self.run(run_id)
+        except ClientError:  # no answer to trust: the caller retries the stream
+            return False
+        finished = info.status in TERMINAL_STATUSES
+        return finished and position is not None and position >= info.last_seq
 
     async def _stream(
         self,

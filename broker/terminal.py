@@ -286,7 +286,7 @@ async def follow(
             view.apply(stored)
             stream.write(json.dumps(stored.to_wire(), ensure_ascii=False) + "\n")
             stream.flush()
-        return EXIT_OK if view.status == "completed" else EXIT_FAILED
+        return await _exit_code(client, run_id, view)
     console = console or Console()
     live = Live(
         get_renderable=lambda: _Bottom(render(view)),
@@ -300,7 +300,13 @@ async def follow(
         async for stored in client.events(run_id, cursor, on_state=view.set_connection):
             view.apply(stored)
     console.print(render(view))
-    return EXIT_OK if view.status == "completed" else EXIT_FAILED
+    return await _exit_code(client, run_id, view)
+
+
+async def _exit_code(client: BrokerClient, run_id: str, view: RunView) -> int:
+    """`EXIT_OK` for a completed run; asked of the broker when nothing was due after the cursor."""
+    status = view.status if view.finished else (await client.run(run_id)).status
+    return EXIT_OK if status == "completed" else EXIT_FAILED
 
 
 async def ask(
@@ -340,7 +346,10 @@ def run_command(
     configure_logging(log_level)
     err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     if not token:
-        err.print("error: no token: pass --token or set BROKER_TOKEN (`broker up` prints one)")
+        err.print(
+            "error: no token: pass --token or set BROKER_TOKEN"
+            " (`broker token --workspace default` prints one)"
+        )
         return 2
 
     async def main() -> int:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BEFORE_FIRST", "NOW", "ZERO", "InvalidOffset", "offset_of", "seq_of"]
+__all__ = ["BEFORE_FIRST", "MAX_SEQ", "NOW", "ZERO", "InvalidOffset", "offset_of", "seq_of"]
 
 BEFORE_FIRST = "-1"
 NOW = "now"
 _WIDTH = 16
 ZERO = f"{0:0{_WIDTH}d}_{0:0{_WIDTH}d}"
 _PATTERN = re.compile(r"^(\d+)_(\d+)$")
+MAX_SEQ = 2**63 - 1
+"""The largest seq an offset may name (a PostgreSQL bigint)."""
 
 
 class InvalidOffset(ValueError):
@@ -32,10 +34,13 @@ def offset_of(seq: int) -> str:
 
 
 def seq_of(offset: str) -> int:
-    """The seq of the last message before `offset`; `-1` is 0. InvalidOffset otherwise."""
+    """The seq of the last message before `offset`; `-1` is 0.
+
+    InvalidOffset for anything else, or a seq above `MAX_SEQ`.
+    """
     if offset == BEFORE_FIRST:
         return 0
-    match = _PATTERN.match(offset)
-    if match is None or len(offset) > 64:
+    match = _PATTERN.match(offset) if len(offset) <= 64 else None
+    if match is None or int(match.group(2)) > MAX_SEQ:
         raise InvalidOffset(f"invalid offset {offset[:80]!r}")
     return int(match.group(2))

@@ -14,7 +14,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 __all__ = [
@@ -38,6 +38,11 @@ _CURSOR_EPOCH_S = datetime.fromisoformat("2024-10-09T00:00:00+00:00").timestamp(
 _CURSOR_INTERVAL_S = 20
 _TTL = re.compile(r"^(0|[1-9]\d*)$")
 _INTEGER = re.compile(r"^\d+$")
+MAX_TTL_S = 100 * 365 * 24 * 3600
+"""The longest `Stream-TTL` taken (100 years): any longer would overflow a date."""
+_MAX_EPOCH = 2**53 - 1
+_MAX_PRODUCER_SEQ = 2**31 - 1
+_MAX_EXPIRES_TEXT = 100
 
 
 class ProtocolError(Exception):
@@ -85,27 +90,36 @@ def _compact(value: object) -> bytes:
 
 
 def parse_ttl(value: str) -> int:
-    """`Stream-TTL`: seconds, a plain non-negative integer; else ProtocolError 400."""
-    if not _TTL.match(value):
+    """`Stream-TTL`: seconds, a plain integer in 0..`MAX_TTL_S`; else ProtocolError 400."""
+    if not _TTL.match(value) or len(value) > 12 or int(value) > MAX_TTL_S:
         raise ProtocolError(400, "Invalid Stream-TTL value")
     return int(value)
 
 
 def parse_expires_at(value: str) -> datetime:
-    """`Stream-Expires-At`: an RFC 3339 timestamp with a zone; else ProtocolError 400."""
+    """`Stream-Expires-At`: an RFC 3339 timestamp with a zone; else ProtocolError 400.
+
+    The instant must exist in UTC between the years 1 and 9999 (what a date can hold).
+    """
+    if len(value) > _MAX_EXPIRES_TEXT:
+        raise ProtocolError(400, "Invalid Stream-Expires-At timestamp")
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
+        if parsed.tzinfo is None:
+            raise ValueError("no zone")
+        parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise ProtocolError(400, "Invalid Stream-Expires-At timestamp") from exc
-    if parsed.tzinfo is None:
-        raise ProtocolError(400, "Invalid Stream-Expires-At timestamp")
     return parsed
 
 
 def parse_producer(
     producer_id: str | None, epoch: str | None, seq: str | None
 ) -> tuple[str, int, int] | None:
-    """The (Producer-Id, Producer-Epoch, Producer-Seq) triple, all or none; else 400."""
+    """The (Producer-Id, Producer-Epoch, Producer-Seq) triple, all or none; else 400.
+
+    The epoch is at most 2**53 - 1, the seq at most 2**31 - 1 (what the table holds).
+    """
     given = [h is not None for h in (producer_id, epoch, seq)]
     if not any(given):
         return None
@@ -116,9 +130,12 @@ def parse_producer(
         )
     if producer_id == "":
         raise ProtocolError(400, "Invalid Producer-Id: must not be empty")
-    for name, raw in (("Producer-Epoch", epoch), ("Producer-Seq", seq)):
-        if not _INTEGER.match(raw) or int(raw) > 2**53 - 1:
-            raise ProtocolError(400, f"Invalid {name}: must be a non-negative integer")
+    for name, raw, most in (
+        ("Producer-Epoch", epoch, _MAX_EPOCH),
+        ("Producer-Seq", seq, _MAX_PRODUCER_SEQ),
+    ):
+        if not _INTEGER.match(raw) or len(raw) > 20 or int(raw) > most:
+            raise ProtocolError(400, f"Invalid {name}: must be an integer from 0 to {most}")
     return producer_id, int(epoch), int(seq)
 
 

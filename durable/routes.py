@@ -10,6 +10,7 @@ two workspaces is two streams. Errors keep the contract's shape
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 
 from fastapi import APIRouter, FastAPI, Request
@@ -53,6 +54,8 @@ _CODES = {
     410: "gone",
 }
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 router = APIRouter()
 
 
@@ -68,6 +71,15 @@ async def workspace_of(request: Request) -> uuid.UUID:
         cached = await get_store(request).ensure_workspace(anonymous)
         request.app.state.ds_anonymous_id = cached
     return cached
+
+
+def _check_path(path: str) -> None:
+    """Refuse, with ProtocolError 400, a path holding a control character (NUL included).
+
+    PostgreSQL's text cannot hold NUL, and no stream name needs a control character.
+    """
+    if _CONTROL.search(path):
+        raise ProtocolError(400, "Invalid stream path: control characters are not allowed")
 
 
 def _with_cors(response: Response) -> Response:
@@ -93,6 +105,7 @@ async def durable_stream(request: Request, path: str) -> Response:
         return _with_cors(Response(status_code=204))
     try:
         workspace_id = await workspace_of(request)
+        _check_path(path)
         if path.startswith(RUNS_PREFIX):
             from durable.runs import run_response
 
@@ -128,7 +141,10 @@ async def _stream_response(request: Request, workspace_id: uuid.UUID, path: str)
             ),
         )
         if outcome.status == 201:
-            outcome.headers["location"] = str(request.url.replace(query=""))
+            # The path as the client escaped it: a header carries only latin-1.
+            raw = request.scope.get("raw_path") or request.url.path.encode()
+            url = request.url
+            outcome.headers["location"] = f"{url.scheme}://{url.netloc}{raw.decode('latin-1')}"
         return Response(status_code=outcome.status, headers=outcome.headers)
     if request.method == "POST":
         outcome = await writer.append(

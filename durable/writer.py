@@ -14,7 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass, field, replace
 
-from durable.offsets import offset_of, seq_of
+from durable.offsets import InvalidOffset, offset_of, seq_of
 from durable.protocol import (
     ProducerDecision,
     ProtocolError,
@@ -33,7 +33,8 @@ __all__ = ["AppendRequest", "CreateRequest", "Outcome", "Writer"]
 
 _DEFAULT_TYPE = "application/octet-stream"
 _FORK_OFFSET = re.compile(r"^\d+_\d+$")
-_SUB_OFFSET = re.compile(r"^(0|[1-9]\d*)$")
+_SUB_OFFSET = re.compile(r"^(0|[1-9]\d{0,17})$")
+_MAX_CONTENT_TYPE = 200  # the column's width
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,12 @@ class AppendRequest:
 
 
 def _content_type_of(given: str | None) -> str:
-    """The stream's content type: as given when it looks like `type/subtype`."""
+    """The stream's content type: as given when it looks like `type/subtype`.
+
+    Raises ProtocolError 400 for one longer than the table holds.
+    """
+    if given and len(given.strip()) > _MAX_CONTENT_TYPE:
+        raise ProtocolError(400, "Content-Type is too long")
     if given and "/" in given and normalize_content_type(given).split("/")[0]:
         return given.strip()
     return _DEFAULT_TYPE
@@ -159,7 +165,10 @@ class Writer:
             raise ProtocolError(404, "Source stream not found")
         if source.deleted:
             raise ProtocolError(409, "source stream was deleted but still has active forks")
-        fork_seq = source.last_seq if req.fork_offset is None else seq_of(req.fork_offset)
+        try:
+            fork_seq = source.last_seq if req.fork_offset is None else seq_of(req.fork_offset)
+        except InvalidOffset as exc:
+            raise ProtocolError(400, "Invalid Stream-Fork-Offset format") from exc
         if fork_seq > source.last_seq:
             raise ProtocolError(400, "Fork offset beyond source stream length")
         sub = int(req.fork_sub or "0")

@@ -19,7 +19,9 @@ What keeps a query harmless, innermost first:
 - rows are read through a server-side cursor a few at a time, and reading
   stops at `max_rows` rows or `max_bytes` of JSON, whichever comes first
   (`truncated: true`); a cell longer than an eighth of `max_bytes` is cut
-  with a marker, so a 400 MB result never sits in the broker's memory;
+  with a marker, so a 400 MB result never sits in the broker's memory; a
+  query that can be a subquery is wrapped (`rules.bounded_sql`) so that
+  PostgreSQL itself cuts a long cell, and a 200 MB value never leaves it;
 - before any of it, the integration policy (`broker/integrations/policy.py`):
   the host is resolved once, the address checked, the connection made to
   that address, and the server and role checked; a refusal is
@@ -62,7 +64,17 @@ from broker.integrations.policy import (
     server_refusal,
     target_of,
 )
-from broker.integrations.rules import QueryResult, capped_row, screen_sql
+from broker.integrations.rules import (
+    QueryResult,
+    bounded_cells,
+    bounded_sql,
+    capped_row,
+    pg_date,
+    pg_moment_encoder,
+    pg_timestamp,
+    pg_timestamptz,
+    screen_sql,
+)
 
 __all__ = ["CLIENT_TIMEOUT_MARGIN_S", "asyncpg_dsn", "check_integration", "run_query"]
 
@@ -89,6 +101,7 @@ _CONNECT_ERRORS = (
 _MULTIPLE_COMMANDS = "cannot insert multiple commands into a prepared statement"
 _PREFETCH = 8
 """Rows the cursor reads per round trip: what the broker holds of a result at once."""
+_MOMENT_DECODERS = {"timestamp": pg_timestamp, "timestamptz": pg_timestamptz, "date": pg_date}
 _UNAVAILABLE = "the integration's database cannot be reached"
 
 # Every role the session user is, or may SET ROLE to; pg_roles and
@@ -166,6 +179,15 @@ async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
             await conn.set_type_codec(
                 name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
             )
+        # The driver answers 'infinity' as datetime.max: decode the binary form here.
+        for name, decoder in _MOMENT_DECODERS.items():
+            await conn.set_type_codec(
+                name,
+                encoder=pg_moment_encoder,
+                decoder=decoder,
+                schema="pg_catalog",
+                format="tuple",
+            )
     except BaseException:
         conn.terminate()
         raise
@@ -242,12 +264,17 @@ async def _fetch(
             )
             statement = await conn.prepare(sql, timeout=client_timeout)
             columns = [attribute.name for attribute in statement.get_attributes()]
+            max_cell_bytes = max(max_bytes // 8, 64)
+            bounded = bounded_sql(sql, len(columns), max_cell_bytes)
+            if bounded is not None:
+                statement = await _prepare_bounded(conn, bounded, client_timeout)
             # The answer's JSON as the response writes it, so the cap is the body's size.
             envelope = {"columns": columns, "rows": [], "truncated": False}
             size = len(json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode())
             cursor = statement.cursor(prefetch=_PREFETCH, timeout=client_timeout)
             async for record in cursor:
-                row, row_bytes = capped_row(record, max_cell_bytes=max(max_bytes // 8, 64))
+                cells = record if bounded is None else bounded_cells(record)
+                row, row_bytes = capped_row(cells, max_cell_bytes=max_cell_bytes)
                 row_bytes += 1 if rows else 0  # the comma before it
                 if len(rows) >= max_rows or size + row_bytes > max_bytes:
                     truncated = True
@@ -265,6 +292,17 @@ async def _fetch(
     except asyncpg.InterfaceError as exc:
         raise QueryFailed(str(exc)) from exc
     return QueryResult(columns=columns, rows=rows, truncated=truncated)
+
+
+async def _prepare_bounded(conn: Any, bounded: str, client_timeout: float) -> Any:
+    """Prepare the wrapped statement; one that is a statement alone but no subquery is
+    a write (a data-modifying WITH, SELECT INTO): `QueryRejected`."""
+    try:
+        return await conn.prepare(bounded, timeout=client_timeout)
+    except asyncpg.PostgresError as exc:
+        if str(getattr(exc, "sqlstate", "")) in _TIMEOUT_SQLSTATES:
+            raise
+        raise QueryRejected(f"refused: {getattr(exc, 'message', '') or exc}") from exc
 
 
 def _query_error(exc: Any) -> QueryRejected | QueryTimeout | QueryFailed:

@@ -13,7 +13,10 @@ generated once into `<BROKER_DATA_DIR>/pg-superuser.password` (mode 0600); a
 data directory made by an older broker (trust, no password) is upgraded in
 place on its next start: the password is set, `pg_hba.conf` rewritten and
 the configuration reloaded. A file lock serialises processes that start
-together (`broker up` and `broker token`).
+together (`broker up` and `broker token`). The same way, the server is told
+never to write a failing statement's text to its log (`ALTER SYSTEM`:
+`log_min_error_statement = panic`, `log_statement = none`), and
+`BROKER_DATA_DIR` is made private (0700) on every start.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 __all__ = [
     "HBA_CONF",
     "PASSWORD_FILE",
+    "QUIET_LOG_SETTINGS",
     "create_engine",
     "embedded_postgres",
     "embedded_url",
@@ -48,6 +52,14 @@ HBA_CONF = """\
 local   all   all                  scram-sha-256
 host    all   all   127.0.0.1/32   scram-sha-256
 host    all   all   ::1/128        scram-sha-256
+"""
+
+QUIET_LOG_SETTINGS = ("log_min_error_statement = 'panic'", "log_statement = 'none'")
+"""What `postgresql.auto.conf` holds once the server log is kept free of statement text."""
+QUIET_LOG_SQL = """\
+ALTER SYSTEM SET log_min_error_statement = 'panic';
+ALTER SYSTEM SET log_statement = 'none';
+SELECT pg_reload_conf();
 """
 
 
@@ -112,7 +124,7 @@ def _psql(server: Any, password: str, sql: str) -> None:
 def secure_embedded(server: Any, password_file: Path) -> str:
     """Require a password on every connection to `server`; return the superuser's password."""
     lock_path = password_file.with_name(password_file.name + ".lock")
-    with open(lock_path, "a") as lock:
+    with os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         password = _stored_password(password_file)
         hba = Path(server.pgdata) / "pg_hba.conf"
@@ -124,6 +136,11 @@ def secure_embedded(server: Any, password_file: Path) -> str:
                 handle.write(HBA_CONF)
             _psql(server, password, "SELECT pg_reload_conf();")
             log.info("embedded_postgres_secured", pgdata=str(server.pgdata))
+        auto_conf = Path(server.pgdata) / "postgresql.auto.conf"
+        if not all(line in auto_conf.read_text() for line in QUIET_LOG_SETTINGS):
+            # Tenants' SQL (and the values in it) must not reach the server log in clear.
+            _psql(server, password, QUIET_LOG_SQL)
+            log.info("embedded_postgres_log_quieted", pgdata=str(server.pgdata))
     return password
 
 
@@ -162,6 +179,16 @@ def _stop_server(server: Any) -> None:
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
+def _make_private(data_dir: Path, server: Any) -> None:
+    """`data_dir` readable by this user only (pgserver opens it to everyone when root).
+
+    When pgserver runs the server as its own user (started as root), that user
+    must still pass through to `pg/`: 0711, no one else may list or read it
+    (its files are 0600, `pg/` is 0700 and the server's).
+    """
+    data_dir.chmod(0o700 if getattr(server, "system_user", None) is None else 0o711)
+
+
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """Start, join or adopt the embedded PostgreSQL in `data_dir/pg`; yield its URL.
@@ -175,8 +202,9 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """
     import pgserver  # imported late: only the embedded path needs it
 
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pgdata = (data_dir / "pg").resolve()
-    pgdata.mkdir(parents=True, exist_ok=True)
+    pgdata.mkdir(mode=0o700, exist_ok=True)
     if _open_here.get(pgdata):  # nested in this process: the outer context owns it
         _open_here[pgdata] += 1
         try:
@@ -190,6 +218,7 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
         # Never pgserver's own stop: it counts dead holders and stops under live ones.
         server = pgserver.get_server(pgdata, cleanup_mode=None)
         others = [pid for pid in _live_users(server) if pid != os.getpid()]
+    _make_private(data_dir, server)
     how = "joined" if running and others else "adopted" if running else "started"
     log.info(f"embedded_postgres_{how}", pgdata=str(pgdata), holders=len(others))
     _open_here[pgdata] = 1

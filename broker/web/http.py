@@ -107,8 +107,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, str(exc.detail))
 
 
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+"""A caller's `X-Request-ID` kept as given: at most 128 of these characters."""
+
+
 class RequestIdMiddleware:
-    """Give every request an `X-Request-ID`, bind it into logs, echo it back."""
+    """Give every request an `X-Request-ID`, bind it into logs, echo it back.
+
+    The caller's id is kept when it is 1-128 characters of `A-Za-z0-9._:-`;
+    any other (too long, odd bytes) is replaced by a fresh one.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -117,8 +125,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")[:200]
-        request_id = given or uuid.uuid4().hex
+        given = dict(scope["headers"]).get(b"x-request-id", b"")
+        request_id = given.decode() if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:

@@ -129,6 +129,9 @@ def page_html(title: str, body_html: str) -> str:
     )
 
 
+_MAX_CODE = 200
+"""The longest code looked up; a longer one is refused without touching the database."""
+
 _REFUSED = page_html(
     "This login link no longer works",
     "<p>A login link works once and for a limited time. Get a fresh one with "
@@ -140,12 +143,15 @@ _REFUSED = page_html(
 async def login(
     store: Annotated[Store, Depends(get_store)],
     settings: Annotated[Settings, Depends(get_settings)],
-    code: Annotated[str, Query(max_length=200)] = "",
+    code: Annotated[str, Query()] = "",
 ) -> Response:
-    """Trade a one-time code for the session cookie, then go to the page."""
+    """Trade a one-time code for the session cookie, then go to the page.
+
+    Any code that is not a live one, empty or too long included, gets the 401 page.
+    """
     try:
-        if not code:
-            raise AuthError("no code")
+        if not code or len(code) > _MAX_CODE:
+            raise AuthError("no code" if not code else "code too long")
         member = await LoginCodes(store).redeem(code)
     except AuthError as exc:
         log.info("login_refused", reason=str(exc))

@@ -126,6 +126,22 @@ async def test_watch_of_a_finished_run_prints_the_whole_transcript_and_exits_0(
     assert lines[-1]["event_type"] == "complete"
 
 
+async def test_watch_from_the_end_of_a_finished_run_has_nothing_due_and_exits_0(
+    system: System,
+) -> None:
+    run_id = await start_run(system, bench(2, 500))
+    async with BrokerClient(system.broker_url, system.token) as client:
+        [s async for s in client.events(run_id)]  # wait for the end
+        last_seq = (await client.run(run_id)).last_seq
+        assert [s async for s in client.events(run_id, last_seq + 5)] == []
+    for cursor in (str(last_seq), str(last_seq + 100), "now"):
+        code, out, err = await run_piped(
+            "watch", run_id, "--plain", "--cursor", cursor, env=system.cli_env()
+        )
+        assert (code, out) == (0, ""), (cursor, err)
+        assert "gave up" not in err
+
+
 async def test_plain_output_into_a_pipe_closed_early_exits_0_without_traceback(
     system: System,
 ) -> None:
@@ -174,6 +190,7 @@ async def test_bad_or_missing_token_is_a_clear_message_and_exit_2(system: System
     del env["BROKER_TOKEN"]
     code, _, err = await run_piped("watch", run_id, env=env)
     assert code == 2 and "no token" in err
+    assert "`broker token --workspace default`" in err  # `broker up` prints a login link
 
 
 async def test_unknown_run_or_thread_is_a_clear_message_and_exit_2(system: System) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from broker.app import create_app
@@ -20,6 +22,13 @@ async def test_ready_when_migrated_and_reachable(settings: Settings) -> None:
         assert ready.headers["x-request-id"]
         echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
         assert echoed.headers["x-request-id"] == "abc-123"
+        longest = "a" * 128
+        kept = await client.get("/healthz", headers={"X-Request-ID": longest})
+        assert kept.headers["x-request-id"] == longest
+        for odd in ("a" * 129, "x" * 8000, "a b", "id\xe9", "<script>"):
+            replaced = await client.get("/healthz", headers={"X-Request-ID": odd.encode("latin-1")})
+            fresh = replaced.headers["x-request-id"]
+            assert fresh != odd and re.fullmatch(r"[0-9a-f]{32}", fresh), (odd, fresh)
 
 
 async def test_not_ready_before_migrations(settings: Settings, databases: TestDatabases) -> None:

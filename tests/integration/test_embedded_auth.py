@@ -63,9 +63,12 @@ async def test_an_old_trusting_data_directory_is_upgraded_in_place(data_dir: Pat
         conn = await asyncpg.connect(trusted)  # no password: trust
         await conn.execute("CREATE TABLE kept (n int)")
         await conn.close()
+        os.chmod(data_dir, 0o755)  # what an older broker left
         with embedded_postgres(data_dir) as url:
             password = make_url(url).password
             assert password
+            _assert_private(data_dir)
+            await _assert_statements_stay_out_of_the_log(url, data_dir / "pg" / "log")
             secret = data_dir / PASSWORD_FILE
             assert stat.S_IMODE(secret.stat().st_mode) == 0o600
             assert secret.read_text() == password
@@ -95,6 +98,45 @@ async def test_an_old_trusting_data_directory_is_upgraded_in_place(data_dir: Pat
                 assert again == url
     finally:
         old.cleanup()
+
+
+def _assert_private(data_dir: Path) -> None:
+    """0700; as root, pgserver's own user may only pass through (x) to reach `pg/`."""
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    assert mode == (0o711 if os.geteuid() == 0 else 0o700), oct(mode)
+    for entry in data_dir.iterdir():
+        assert stat.S_IMODE(entry.stat().st_mode) & 0o077 == 0, entry
+
+
+async def _assert_statements_stay_out_of_the_log(url: str, server_log: Path) -> None:
+    marker = f"tenant_secret_{uuid.uuid4().hex}"
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        # A reload reaches a session between two commands: ask until it has.
+        for _ in range(200):
+            if await conn.fetchval("SHOW log_min_error_statement") == "panic":
+                break
+            await asyncio.sleep(0.01)
+        assert await conn.fetchval("SHOW log_min_error_statement") == "panic"
+        assert await conn.fetchval("SHOW log_statement") == "none"
+        with pytest.raises(asyncpg.PostgresError):
+            await conn.execute(f"SELECT * FROM no_such_table WHERE note = '{marker}'")
+        with pytest.raises(asyncpg.PostgresError):
+            await conn.execute(f"SELECT 1 / 0 AS {marker}")
+    finally:
+        await conn.close()
+    written = await asyncio.to_thread(server_log.read_text, errors="replace")
+    assert "division by zero" in written  # the errors are logged, their statements are not
+    assert marker not in written
+
+
+async def test_a_new_data_directory_is_private_and_keeps_statements_out_of_the_log(
+    data_dir: Path,
+) -> None:
+    with embedded_postgres(data_dir) as url:
+        _assert_private(data_dir)
+        assert stat.S_IMODE((data_dir / "pg").stat().st_mode) & 0o077 == 0
+        await _assert_statements_stay_out_of_the_log(url, data_dir / "pg" / "log")
 
 
 @pytest.fixture

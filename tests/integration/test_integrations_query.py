@@ -201,6 +201,85 @@ async def test_a_400_mb_answer_is_cut_at_the_byte_cap_and_memory_stays_flat(
     assert peak_growth_mib < 64, f"peak RSS grew by {peak_growth_mib:.0f} MiB"
 
 
+async def test_a_200_mb_cell_is_cut_by_postgresql_and_memory_stays_flat(broker: Broker) -> None:
+    cap = broker.settings.query_max_bytes
+    async with broker.with_settings(query_timeout_s=30) as patient:
+        _reset_peak_rss()
+        before = _rss_kib("VmRSS")
+        answer = await patient.query(
+            patient.demo.integration_id, "select repeat(chr(120), 200000000), 1 AS n;"
+        )
+        peak_growth_mib = (_rss_kib("VmHWM") - before) / 1024
+    assert answer.status_code == 200, answer.text[:300]
+    body = answer.json()
+    assert body["columns"] == ["repeat", "n"]
+    ((cell, n),) = body["rows"]
+    assert n == 1
+    assert cell.startswith("xxxx") and cell.endswith("…[cut: 200000000 bytes]")
+    assert len(cell.encode()) <= cap // 8
+    # The broker never received the value: a few KiB, not 200 MB (x3 decoded).
+    print(f"peak RSS growth {peak_growth_mib:.1f} MiB")
+    assert peak_growth_mib < 32, f"peak RSS grew by {peak_growth_mib:.0f} MiB"
+
+
+async def test_every_kind_of_column_survives_the_server_side_cut(broker: Broker) -> None:
+    sql = (
+        "SELECT 1 AS a, 1 AS a, NULL AS none, ROW(1, 'x') AS rec, ARRAY[1, 2] AS arr,"
+        " '{\"k\": [1]}'::jsonb AS doc, '\\x0102'::bytea AS raw, int4range(1, 5) AS span,"
+        " pg_sleep(0) AS nothing, repeat('é', 40000) AS wide,"
+        " decode(repeat('ff', 40000), 'hex') AS blob"
+        " -- a trailing comment"
+    )
+    answer = await broker.query(broker.demo.integration_id, sql)
+    assert answer.status_code == 200, answer.text[:300]
+    body = answer.json()
+    assert body["columns"][:3] == ["a", "a", "none"]
+    row = body["rows"][0]
+    assert row[:8] == [
+        1,
+        1,
+        None,
+        [1, "x"],
+        [1, 2],
+        {"k": [1]},
+        "AQI=",
+        {"lower": 1, "upper": 5, "lower_inc": True, "upper_inc": False, "empty": False},
+    ]
+    assert row[9].startswith("éé") and row[9].endswith("…[cut: 80000 bytes]")
+    assert row[10].startswith("\\xffff") and row[10].endswith("…[cut: 80002 bytes]")
+    for sql in ("SHOW server_version", "VALUES (1), (2)", "TABLE products", "SELECT"):
+        assert (await broker.query(broker.demo.integration_id, sql)).status_code == 200, sql
+
+
+async def test_infinities_and_far_dates_are_answered_as_json_safe_text(broker: Broker) -> None:
+    sql = (
+        "SELECT 'infinity'::timestamp, '-infinity'::timestamp, 'infinity'::timestamptz,"
+        " 'infinity'::date, '-infinity'::date, 'NaN'::numeric, 'Infinity'::numeric,"
+        " 'NaN'::float8, '-Infinity'::float8, '20000-01-02 03:04:05'::timestamp,"
+        " '2024-02-29 10:11:12.5'::timestamp, '2024-02-29 10:11:12+02'::timestamptz,"
+        " '1999-12-31'::date, '0044-03-15 BC'::date, '12345-06-07'::date"
+    )
+    answer = await broker.query(broker.demo.integration_id, sql)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["rows"][0] == [
+        "infinity",
+        "-infinity",
+        "infinity",
+        "infinity",
+        "-infinity",
+        "NaN",
+        "Infinity",
+        "NaN",
+        "-Infinity",
+        "+20000-01-02T03:04:05",
+        "2024-02-29T10:11:12.500000",
+        "2024-02-29T08:11:12+00:00",
+        "1999-12-31",
+        "-0043-03-15",
+        "+12345-06-07",
+    ]
+
+
 async def test_rows_under_the_cap_are_answered_whole_and_the_byte_cap_counts_json(
     broker: Broker,
 ) -> None:
@@ -267,9 +346,11 @@ async def test_the_read_only_transaction_holds_even_for_a_role_that_may_write(
             before = (await client.query(owner.integration_id, count_sql)).json()["rows"]
             assert before == [[3]]
             refused = {
+                # Refused as a subquery (the cell cap wraps it), before it ever runs.
                 "WITH gone AS (DELETE FROM ledger RETURNING 1) SELECT count(*) FROM gone": (
-                    "read-only transaction"
+                    "data-modifying"
                 ),
+                "SELECT n FROM ledger FOR UPDATE": "read-only transaction",
                 "SELECT 1; DELETE FROM ledger": "multiple commands",
                 "SELECT set_config('transaction_read_only', 'off', true)": "read-write mode",
                 "SELECT set_config('statement_timeout', '0', false), pg_sleep(5)": (

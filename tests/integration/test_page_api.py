@@ -86,10 +86,12 @@ async def test_unknown_or_malformed_codes_get_the_401_page(broker: Broker, code:
     assert "broker login-link" in answer.text
 
 
-async def test_a_too_long_code_is_a_validation_error(broker: Broker) -> None:
-    answer = await broker.http.get("/login", params={"code": "x" * 500})
-    assert answer.status_code == 422
-    assert answer.json()["error"]["code"] == "validation_error"
+@pytest.mark.parametrize("length", [201, 500, 5000])
+async def test_a_too_long_code_gets_the_401_page(broker: Broker, length: int) -> None:
+    answer = await broker.http.get("/login", params={"code": "x" * length})
+    assert answer.status_code == 401
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "broker login-link" in answer.text
 
 
 async def test_an_expired_code_is_refused(broker: Broker, store: Store) -> None:
@@ -153,6 +155,29 @@ def test_broker_login_link_prints_a_link_that_another_process_redeems(
     assert done.returncode == 0, done.stderr
     link = done.stdout.strip().splitlines()[-1]
     assert link.startswith("http://127.0.0.1:8123/login?code=")
+    # `broker up --port 8124` next to a BROKER_URL naming 8123: --url says where the page is.
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "login-link", "--url", "http://127.0.0.1:8124"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert elsewhere.stdout.strip().splitlines()[-1].startswith("http://127.0.0.1:8124/login?code=")
+    for command in ("token", "login-link"):
+        for bad in ("", "   ", "w" * 300, "a\x01b"):
+            refused = subprocess.run(
+                [sys.executable, "-m", "broker.cli", command, "--workspace", bad],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert refused.returncode == 2, (command, bad, refused.stderr)
+            assert "--workspace" in refused.stderr and "Traceback" not in refused.stderr
 
     async def redeem() -> None:
         async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:

@@ -209,3 +209,121 @@ async def test_any_request_to_any_route_is_never_a_500_and_writes_only_on_succes
         assert set(error) == {"error"} and {"code", "message"} <= set(error["error"])
     if status >= 300:
         assert await _row_counts(target.store) == before, (method, path, status)
+
+
+# --- /ds/: the Durable Streams edge -----------------------------------------------------
+
+_DS_HEADERS = [
+    "stream-ttl",
+    "stream-expires-at",
+    "producer-id",
+    "producer-epoch",
+    "producer-seq",
+    "stream-seq",
+    "content-type",
+    "stream-closed",
+    "stream-forked-from",
+    "stream-fork-offset",
+    "stream-fork-sub-offset",
+]
+_numbers = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(lambda n: str(n).encode()),
+    st.sampled_from([b"1000000000000", b"99999999999999999999", b"9" * 60, b"0", b"-1"]),
+)
+_instants = st.one_of(
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat().encode()),
+    st.sampled_from([b"9999-12-31T23:59:59-14:00", b"0001-01-01T00:00:00+14:00"]),
+)
+_offsets = st.one_of(
+    st.builds(lambda a, b: f"{a}_{b}", st.integers(0, 2**70), st.integers(0, 2**70)),
+    st.sampled_from(["-1", "now", "", "0000000000000000_0000000000000001"]),
+    _texts,
+)
+# Path segments: any code point (NUL, controls and lone surrogates included), sent escaped.
+_segments = st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=3)
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    segments=_segments,
+    headers=st.dictionaries(
+        st.sampled_from(_DS_HEADERS), st.one_of(_numbers, _instants, _header_bytes), max_size=4
+    ),
+    offset=_offsets,
+    body=st.binary(max_size=40),
+)
+async def test_any_ds_request_is_never_a_500_nor_leaves_a_stream_that_answers_500(
+    target: Target, segments: list[str], headers: dict[str, bytes], offset: str, body: bytes
+) -> None:
+    path = "/ds/" + "/".join(quote(s.encode("utf-8", "surrogatepass"), safe="") for s in segments)
+    auth = {"authorization": target.valid["authorization"]}
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=10) as client:
+        for method, sent, params in (
+            ("PUT", headers, {}),
+            ("POST", headers, {}),
+            ("HEAD", {}, {}),
+            ("GET", {}, {"offset": offset}),
+            ("GET", {}, {}),
+            ("DELETE", {}, {}),
+        ):
+            answer = await client.request(
+                method,
+                path,
+                params=params,
+                headers={**auth, **sent},
+                content=body if method in ("PUT", "POST") else None,
+            )
+            assert answer.status_code < 500, (method, path, sent, params, answer.text)
+            if answer.status_code >= 400 and method != "HEAD":
+                error = answer.json()
+                assert set(error) == {"error"} and {"code", "message"} <= set(error["error"])
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/ds/a/s7", {"stream-ttl": "1000000000000"}),
+        ("/ds/a/s8", {"stream-ttl": "99999999999999999999"}),
+        ("/ds/a/s9", {"stream-expires-at": "9999-12-31T23:59:59-14:00"}),
+        ("/ds/a/s10", {"content-type": "text/" + "x" * 300}),
+        ("/ds/a%00b", {}),
+        ("/ds/a%1Fb", {}),
+    ],
+)
+async def test_ds_bad_numbers_and_paths_are_refused_with_400(
+    target: Target, path: str, headers: dict[str, str]
+) -> None:
+    auth = {"authorization": target.valid["authorization"]}
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=10) as client:
+        created = await client.put(path, headers={**auth, **headers})
+        assert created.status_code == 400, created.text
+        assert created.json()["error"]["code"] == "bad_request"
+        for method in ("GET", "POST", "DELETE"):
+            later = await client.request(method, path, headers=auth, content=b"x")
+            assert later.status_code in (400, 404), (method, later.text)
+
+
+async def test_ds_producer_numbers_beyond_the_table_are_refused_with_400(target: Target) -> None:
+    auth = {"authorization": target.valid["authorization"]}
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=10) as client:
+        created = await client.put("/ds/p/one", headers={**auth, "content-type": "text/plain"})
+        assert created.status_code == 201, created.text
+        for epoch, seq in (("0", str(2**31)), (str(2**53), "0"), ("0", "9" * 40)):
+            answer = await client.post(
+                "/ds/p/one",
+                headers={
+                    **auth,
+                    "content-type": "text/plain",
+                    "producer-id": "p",
+                    "producer-epoch": epoch,
+                    "producer-seq": seq,
+                },
+                content=b"x",
+            )
+            assert answer.status_code == 400, (epoch, seq, answer.text)
+        far = await client.get("/ds/p/one", headers=auth, params={"offset": f"0_{2**64}"})
+        assert far.status_code == 400, far.text

@@ -98,8 +98,9 @@ class _Range:
         (True, True),
         (7, 7),
         (1.5, 1.5),
-        (float("nan"), "nan"),
-        (float("inf"), "inf"),
+        (float("nan"), "NaN"),  # as PostgreSQL spells it, like numeric NaN
+        (float("inf"), "Infinity"),
+        (float("-inf"), "-Infinity"),
         ("text", "text"),
         (decimal.Decimal("19.99"), 19.99),
         (decimal.Decimal("12345678901234567890.12"), "12345678901234567890.12"),
