@@ -53,10 +53,8 @@ _DSN_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+asyncpg"})
 
 
 class _Body(BaseModel):
-    # One rule for every public request body: an unknown field is refused (422), since a
-    # misspelt one would otherwise be silently dropped. (The agent's RunRequest, design
-    # 4.4, is not a public body: it ignores unknown fields on purpose.)
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are ignored, so clients written against a later contract still work.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class CreateThread(_Body):
