@@ -7,8 +7,8 @@ callback, and the broker answers only for that run, only while it is
 streaming, and only for an integration of that run's workspace. The agent
 never names a workspace: the capability does.
 
-A capability is `base64url(claims JSON) "." base64url(signature)`, the same
-shape as a bearer token (`broker.web.auth`), but signed with a key derived from
+A capability is signed claims (`broker.web.signed`), the same shape as a
+bearer token (`broker.web.auth`), but keyed with a key derived from
 `BROKER_SECRET` for this one purpose, so neither can pass for the other. The
 claims are `{"run", "ws", "exp"}` (expiry in Unix seconds); it is stateless,
 so any replica verifies any capability.
@@ -16,16 +16,14 @@ so any replica verifies any capability.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from dataclasses import dataclass
 
 from broker.errors import AuthError
+from broker.web.signed import expired, open_claims, sign_claims
 from models.ids import RunId, WorkspaceId
 
 __all__ = ["CAPABILITY_HEADER", "RunCapability", "mint_capability", "verify_capability"]
@@ -43,17 +41,9 @@ class RunCapability:
     expires_at: int
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _sign(secret: str, body: str) -> str:
-    key = hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
-    return _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
+def _key(secret: str) -> bytes:
+    """The capability's own key, derived from `BROKER_SECRET` for this one purpose."""
+    return hmac.new(secret.encode(), _PURPOSE, hashlib.sha256).digest()
 
 
 def mint_capability(
@@ -67,8 +57,7 @@ def mint_capability(
     """A signed capability for `run_id` of `workspace_id`, valid for `ttl_s` seconds."""
     issued = int(time.time() if now is None else now)
     claims = {"run": str(run_id), "ws": str(workspace_id), "exp": issued + ttl_s}
-    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{body}.{_sign(secret, body)}"
+    return sign_claims(_key(secret), claims)
 
 
 def verify_capability(secret: str, capability: str, *, now: float | None = None) -> RunCapability:
@@ -77,20 +66,15 @@ def verify_capability(secret: str, capability: str, *, now: float | None = None)
     Only the signature and the expiry are checked here; whether the run is
     still streaming is the caller's question (it needs the database).
     """
-    body, sep, signature = capability.strip().partition(".")
-    if not sep or not body or not signature:
-        raise AuthError("missing or malformed run capability")
-    if not hmac.compare_digest(signature.encode(), _sign(secret, body).encode()):
-        raise AuthError("invalid run capability signature")
+    claims = open_claims(_key(secret), capability, "run capability")
     try:
-        claims = json.loads(_unb64(body))
         granted = RunCapability(
             run_id=RunId(uuid.UUID(claims["run"])),
             workspace_id=WorkspaceId(uuid.UUID(claims["ws"])),
             expires_at=int(claims["exp"]),
         )
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AuthError("malformed run capability claims") from exc
-    if granted.expires_at <= (time.time() if now is None else now):
+    if expired(granted.expires_at, now):
         raise AuthError("run capability expired")
     return granted
