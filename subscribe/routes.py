@@ -46,7 +46,13 @@ from subscribe.hub import Hub
 from subscribe.negotiation import Format, negotiate
 from subscribe.render import json_document, render_markdown, render_plain, run_view
 from subscribe.response import RacingStreamResponse
-from subscribe.subscription import due_frames, is_finished, live_frames
+from subscribe.subscription import (
+    due_batches,
+    due_frames,
+    is_finished,
+    live_batches,
+    live_frames,
+)
 from subscribe.viewer import Frame
 
 __all__ = ["JSON_KEEPALIVE", "NDJSON_KEEPALIVE", "RETRY_MS", "router"]
@@ -162,16 +168,25 @@ async def _answer(
         wait=wait,
     )
     metrics = _metrics(request)
-    if wait:
-        idle_s = get_settings(request).keepalive_s
-        frames = live_frames(_hub(request), store, metrics, state, after, idle_s=idle_s)
+    hub, idle_s = _hub(request), get_settings(request).keepalive_s
+    content: AsyncGenerator[bytes, None]
+    if answer_format in (Format.SSE, Format.NDJSON):
+        # Streams write every frame due at a wake-up in one send, not one send a frame.
+        batches: AsyncGenerator[list[Frame] | None, None] = (
+            live_batches(hub, store, metrics, state, after, idle_s=idle_s)
+            if wait
+            else due_batches(store, metrics, state, after, max_bytes=hub.catchup_read_bytes)
+        )
+        if answer_format is Format.SSE:
+            content = _sse(batches, metrics, after)
+        else:
+            content = _ndjson(batches, metrics)
     else:
-        frames = due_frames(store, metrics, state, after)
-    if answer_format is Format.SSE:
-        content = _sse(frames, metrics, after)
-    elif answer_format is Format.NDJSON:
-        content = _ndjson(frames, metrics)
-    else:
+        frames = (
+            live_frames(hub, store, metrics, state, after, idle_s=idle_s)
+            if wait
+            else due_frames(store, metrics, state, after, max_bytes=hub.catchup_read_bytes)
+        )
         content = _document(answer_format, frames, store, caller, state, metrics)
     return RacingStreamResponse(
         content,
@@ -182,29 +197,29 @@ async def _answer(
 
 
 async def _sse(
-    frames: AsyncGenerator[Frame | None, None], metrics: Metrics, after: int
+    batches: AsyncGenerator[list[Frame] | None, None], metrics: Metrics, after: int
 ) -> AsyncGenerator[bytes, None]:
     yield encode_retry(RETRY_MS, id=after)
-    async with contextlib.aclosing(frames):
-        async for frame in frames:
-            if frame is None:
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            if batch is None:
                 yield encode_comment("keepalive")
-            else:
-                yield frame.sse
-                metrics.events_delivered.inc()
+            elif batch:
+                yield b"".join(frame.sse for frame in batch)
+                metrics.events_delivered.inc(len(batch))
 
 
 async def _ndjson(
-    frames: AsyncGenerator[Frame | None, None], metrics: Metrics
+    batches: AsyncGenerator[list[Frame] | None, None], metrics: Metrics
 ) -> AsyncGenerator[bytes, None]:
     # The keepalive is an empty line: NDJSON readers skip blank lines, proxies see bytes.
-    async with contextlib.aclosing(frames):
-        async for frame in frames:
-            if frame is None:
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            if batch is None:
                 yield NDJSON_KEEPALIVE
-            else:
-                yield frame.ndjson
-                metrics.events_delivered.inc()
+            elif batch:
+                yield b"".join(frame.ndjson for frame in batch)
+                metrics.events_delivered.inc(len(batch))
 
 
 async def _document(
