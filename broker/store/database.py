@@ -150,7 +150,9 @@ _open_here: dict[Path, int] = {}
 
 @contextlib.contextmanager
 def _users_lock(data_dir: Path) -> Iterator[None]:
-    with open(data_dir / "pg-users.lock", "a") as lock:
+    """Serialize this data dir's holders of the server; the lock file is private (0600)."""
+    path = data_dir / "pg-users.lock"
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
