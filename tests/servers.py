@@ -16,7 +16,15 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["serve"]
+__all__ = ["free_port", "serve"]
+
+
+def free_port() -> int:
+    """A loopback port free now, for a server that must know its port before it starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,17 +31,11 @@ import httpx
 from broker.web.auth import mint_token
 from broker.web.settings import Settings
 from broker.web.sse import aiter_sse
+from tests.servers import free_port
 
 __all__ = ["Cluster", "Node", "cluster", "watch"]
 
 _BROKER_BIN = str(Path(sys.executable).with_name("broker"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -163,7 +156,7 @@ async def cluster(
 ) -> AsyncIterator[Cluster]:
     """The agent and replicas `a`, `b` on `settings`' database; all killed on exit."""
     token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
-    ports = {name: _free_port() for name in ("agent", "a", "b")}
+    ports = {name: free_port() for name in ("agent", "a", "b")}
     agent_url = f"http://127.0.0.1:{ports['agent']}"
     nodes: list[Node] = []
     async with contextlib.AsyncExitStack() as stack:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,17 +42,10 @@ from broker.web.settings import Settings
 from broker.web.sse import aiter_sse
 from tests.database import TestDatabases
 from tests.integration.test_integrations_demo import drop_demo
-from tests.servers import serve
+from tests.servers import free_port, serve
 
 RUNS = int(os.environ.get("CANCEL_RUNS", "3"))
 QUESTION = "How many orders were placed last month?"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -176,7 +168,7 @@ async def test_a_cancel_sent_to_replica_b_stops_the_run_replica_a_produces(
     )
     secret = settings.require(settings.secret, "BROKER_SECRET")
     token = mint_token(secret, workspace_id, "alice")
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     agent = _Agent()
     agent_app = create_agent_app(
         AgentSettings(

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,18 +20,13 @@ import asyncpg  # type: ignore[import-untyped,unused-ignore]
 import httpx
 import pytest
 
-from agents.app import create_app as create_agent_app
 from agents.catalog import CATALOG_SQL
-from agents.settings import AgentSettings
-from broker.app import create_app
-from broker.integrations.demo import ensure_demo_integration
 from broker.store.postgres import Store
-from broker.web.auth import mint_token
 from broker.web.settings import Settings
 from broker.web.sse import aiter_sse
 from tests.database import TestDatabases
-from tests.integration.test_integrations_demo import admin_dsn, drop_demo
-from tests.servers import serve
+from tests.e2e.whole_system import whole_system
+from tests.integration.test_integrations_demo import admin_dsn
 
 TABLES = ("customers", "events", "order_items", "order_totals", "orders", "products")
 
@@ -63,45 +56,16 @@ class Demo:
         return text, events
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def demo(settings: Settings, store: Store, databases: TestDatabases) -> AsyncIterator[Demo]:
-    suffix = uuid.uuid4().hex[:10]
-    database, role = f"demo_q_{suffix}", f"demo_q_reader_{suffix}"
-    workspace_id = await store.ensure_workspace("acme")
-    await ensure_demo_integration(
-        store, databases.admin_url, workspace_id, database=database, role=role
-    )
-    broker_port, agent_port = _free_port(), _free_port()
-    broker_url, agent_url = f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{agent_port}"
-    agent_settings = AgentSettings(
-        BROKER_LOCAL_SECRET=settings.require(settings.local_secret, "BROKER_LOCAL_SECRET"),
-        BROKER_URL=broker_url,
-        ANTHROPIC_API_KEY=None,
-        AGENT_SCRIPTED_DELAY_MS=0,
-    )
-    token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
-    db = await asyncpg.connect(admin_dsn(databases.admin_url, database))
-    try:
-        async with (
-            serve(create_agent_app(agent_settings), port=agent_port),
-            serve(
-                create_app(settings.model_copy(update={"agent_url": agent_url})), port=broker_port
-            ),
-            httpx.AsyncClient(
-                base_url=broker_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-            ) as http,
-        ):
-            yield Demo(http, db)
-    finally:
-        await db.close()
-        await drop_demo(databases.admin_url, database, role)
+    async with whole_system(
+        settings, store, databases, name="q", delay_ms=0, timeout_s=60
+    ) as system:
+        db = await asyncpg.connect(admin_dsn(databases.admin_url, system.database))
+        try:
+            yield Demo(system.api, db)
+        finally:
+            await db.close()
 
 
 def _bold(text: str) -> Decimal:

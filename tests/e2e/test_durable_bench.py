@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 
 import pytest
@@ -20,22 +19,16 @@ import pytest
 from broker.web.settings import Settings
 from tests.e2e.node import node_dir
 from tests.e2e.test_subscribe_support import running_broker
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_same_workload_runs_against_the_broker_and_the_reference(
     settings: Settings,
 ) -> None:
     directory = node_dir()
-    port = _free_port()
+    port = free_port()
     reference = await asyncio.create_subprocess_exec(
         "node",
         "reference-server.mjs",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,20 +16,13 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from agents.app import create_app as create_agent_app
-from agents.settings import AgentSettings
-from broker.app import create_app
-from broker.integrations.demo import ensure_demo_integration
 from broker.store.postgres import Store
-from broker.web.auth import mint_token
 from broker.web.login import LoginCodes, login_url
 from broker.web.settings import Settings
 from models.ids import WorkspaceId
 from tests.database import TestDatabases
 from tests.e2e.browser import SCREENSHOTS, browser
-from tests.e2e.test_system import _free_port
-from tests.integration.test_integrations_demo import drop_demo
-from tests.servers import serve
+from tests.e2e.whole_system import whole_system
 
 __all__ = ["browser"]  # the fixture, re-exported for pytest
 
@@ -70,34 +62,9 @@ class System:
 async def system(
     settings: Settings, store: Store, databases: TestDatabases
 ) -> AsyncIterator[System]:
-    suffix = uuid.uuid4().hex[:10]
-    database, role = f"demo_page_{suffix}", f"demo_page_reader_{suffix}"
-    workspace_id = await store.ensure_workspace("acme")
-    await ensure_demo_integration(
-        store, databases.admin_url, workspace_id, database=database, role=role
-    )
-    broker_port, agent_port = _free_port(), _free_port()
-    base, agent_url = f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{agent_port}"
-    agent_settings = AgentSettings(
-        BROKER_LOCAL_SECRET=settings.require(settings.local_secret, "BROKER_LOCAL_SECRET"),
-        BROKER_URL=base,
-        ANTHROPIC_API_KEY=None,
-        # Slow enough that a reload, a second tab or an outage lands mid-run.
-        AGENT_SCRIPTED_DELAY_MS=60,
-    )
-    broker_settings = settings.model_copy(update={"agent_url": agent_url, "broker_url": base})
-    token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
-    try:
-        async with (
-            serve(create_agent_app(agent_settings), port=agent_port),
-            serve(create_app(broker_settings), port=broker_port),
-            httpx.AsyncClient(
-                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            ) as api,
-        ):
-            yield System(base, store, workspace_id, api)
-    finally:
-        await drop_demo(databases.admin_url, database, role)
+    # Slow enough that a reload, a second tab or an outage lands mid-run.
+    async with whole_system(settings, store, databases, name="page", delay_ms=60) as system:
+        yield System(system.base, store, system.workspace_id, system.api)
 
 
 async def _signed_in(browser: Browser, system: System) -> tuple[BrowserContext, Page]:

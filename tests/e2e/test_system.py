@@ -8,32 +8,17 @@ callback, streams its answer, and the run completes with its transcript kept.
 
 from __future__ import annotations
 
-import socket
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from agents.app import create_app as create_agent_app
-from agents.settings import AgentSettings
-from broker.app import create_app
-from broker.integrations.demo import ensure_demo_integration
 from broker.store.postgres import Store
-from broker.web.auth import mint_token
 from broker.web.settings import Settings
 from broker.web.sse import aiter_sse
 from tests.database import TestDatabases
-from tests.integration.test_integrations_demo import drop_demo
-from tests.servers import serve
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.e2e.whole_system import whole_system
 
 
 @pytest.fixture
@@ -41,33 +26,8 @@ async def client(
     settings: Settings, store: Store, databases: TestDatabases
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a broker wired to a real agent service, with a demo integration."""
-    suffix = uuid.uuid4().hex[:10]
-    database, role = f"demo_sys_{suffix}", f"demo_sys_reader_{suffix}"
-    workspace_id = await store.ensure_workspace("acme")
-    await ensure_demo_integration(
-        store, databases.admin_url, workspace_id, database=database, role=role
-    )
-    broker_port, agent_port = _free_port(), _free_port()
-    broker_url, agent_url = f"http://127.0.0.1:{broker_port}", f"http://127.0.0.1:{agent_port}"
-    agent_settings = AgentSettings(
-        BROKER_LOCAL_SECRET=settings.require(settings.local_secret, "BROKER_LOCAL_SECRET"),
-        BROKER_URL=broker_url,
-        ANTHROPIC_API_KEY=None,
-        AGENT_SCRIPTED_DELAY_MS=1,
-    )
-    broker_settings = settings.model_copy(update={"agent_url": agent_url})
-    token = mint_token(settings.require(settings.secret, "BROKER_SECRET"), workspace_id)
-    try:
-        async with (
-            serve(create_agent_app(agent_settings), port=agent_port),
-            serve(create_app(broker_settings), port=broker_port),
-            httpx.AsyncClient(
-                base_url=broker_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            ) as http,
-        ):
-            yield http
-    finally:
-        await drop_demo(databases.admin_url, database, role)
+    async with whole_system(settings, store, databases, name="sys", delay_ms=1) as system:
+        yield system.api
 
 
 async def _watch(
