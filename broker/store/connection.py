@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -38,38 +38,17 @@ class Connected:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; driver errors come out as `broker.errors`."""
-        try:
+        with _translated():
             async with self.engine.begin() as conn:
                 yield conn
-        except IntegrityError as exc:
-            # Never the driver's text: it names constraints and quotes values.
-            _log.info("write_conflict", error=str(exc.orig)[:300])
-            raise Conflict("the request conflicts with what is stored") from exc
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable(str(exc)) from exc
-            cause = getattr(exc.orig, "__cause__", None)
-            if isinstance(exc, DataError) or isinstance(cause, asyncpg.exceptions.DataError):
-                # Never the driver's text: it may quote the value.
-                _log.info("unstorable_value", error=type(cause or exc.orig).__name__)
-                raise Unstorable("a value cannot be stored (a NUL character in text?)") from exc
-            raise
 
     @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection without BEGIN/COMMIT, for single-statement reads (one snapshot
-        each anyway): two round trips fewer on the hot read paths."""
-        try:
+        """A connection without BEGIN/COMMIT, for single statements (each one is its own
+        transaction anyway): two round trips fewer on the hot paths. Errors as `transaction`."""
+        with _translated():
             async with self.engine.connect() as conn:
                 yield await conn.execution_options(isolation_level="AUTOCOMMIT")
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable(str(exc)) from exc
-            raise
 
     def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:
         """The parallel arrays of an `unnest` insert, payloads encrypted."""
@@ -82,3 +61,25 @@ class Connected:
     def open_raw(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> RawEvent:
         """Decrypt one stored row, unparsed."""
         return RawEvent(seq, open_plaintext(self.keyring, run_id, seq, key_id, payload))
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors as `broker.errors`, never quoting the driver's text to a client."""
+    try:
+        yield
+    except IntegrityError as exc:
+        # Never the driver's text: it names constraints and quotes values.
+        _log.info("write_conflict", error=str(exc.orig)[:300])
+        raise Conflict("the request conflicts with what is stored") from exc
+    except (OperationalError, InterfaceError, OSError) as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(str(exc)) from exc
+        cause = getattr(exc.orig, "__cause__", None)
+        if isinstance(exc, DataError) or isinstance(cause, asyncpg.exceptions.DataError):
+            # Never the driver's text: it may quote the value.
+            _log.info("unstorable_value", error=type(cause or exc.orig).__name__)
+            raise Unstorable("a value cannot be stored (a NUL character in text?)") from exc
+        raise

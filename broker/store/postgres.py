@@ -252,6 +252,10 @@ class Store(EventReads, MessageQueries, IntegrationQueries):
             "key_ids": sealed["key_ids"],
             "payloads": sealed["payloads"],
         }
+        if not any(run.ending and run.ending.messages for run in runs):
+            # One statement is one transaction: no BEGIN and COMMIT round trips.
+            async with self.autocommit() as conn:
+                return {RunId(row.id): row.cancel_by for row in await conn.execute(FLUSH, params)}
         async with self.transaction() as conn:
             accepted = {RunId(row.id): row.cancel_by for row in await conn.execute(FLUSH, params)}
             for run in runs:

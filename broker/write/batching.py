@@ -24,10 +24,18 @@ failed flush and of an agent that refuses a run.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-__all__ = ["Backoff", "next_flush_at"]
+__all__ = ["Backoff", "next_flush_at", "take_counts"]
+
+_K = TypeVar("_K", bound=Hashable)
+
+
+class _Sized(Protocol):
+    @property
+    def size(self) -> int: ...
 
 
 def next_flush_at(
@@ -55,6 +63,36 @@ def next_flush_at(
     if due is not None and retry_at is not None:
         due = max(due, retry_at)
     return due
+
+
+def take_counts(
+    pending: Mapping[_K, Sequence[_Sized]], *, max_events: int, max_bytes: int
+) -> dict[_K, int]:
+    """How many of each run's oldest events the next flush takes, within its bounds.
+
+    `pending` maps runs, in order, to their events oldest first. Runs are
+    taken in order; the answer names every run reached, the last one possibly
+    cut (fewer than all its events, even 0 when its first event would break the
+    byte bound); runs not named were not reached. At least one event is taken,
+    however large, and never more than `max_events` nor, past the first event,
+    more than `max_bytes` of `size`.
+    """
+    counts: dict[_K, int] = {}
+    count = size = 0
+    for run_id, events in pending.items():
+        if count >= max_events:
+            break
+        n = 0
+        for item in events:
+            if count + n >= max_events or (count + n > 0 and size + item.size > max_bytes):
+                break
+            size += item.size
+            n += 1
+        counts[run_id] = n
+        count += n
+        if n < len(events):
+            break
+    return counts
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -47,12 +47,15 @@ from broker.errors import DatabaseUnavailable
 from broker.store.ports import FlushPort
 from broker.store.records import PendingEvent, RunFlush
 from broker.web.metrics import Metrics
-from broker.write.batching import Backoff, next_flush_at
+from broker.write.batching import Backoff, next_flush_at, take_counts
 from broker.write.run_stream import Outcome, RunStream, ending_of
 from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal
 from models.ids import RunId, ThreadId
 
-__all__ = ["StreamManager"]
+__all__ = ["StoredHook", "StreamManager"]
+
+StoredHook = Callable[[RunId, Sequence[PendingEvent]], None]
+"""Called with a run's events just committed, oldest first."""
 
 log = structlog.get_logger(__name__)
 
@@ -113,6 +116,9 @@ class StreamManager:
         self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self.on_stored: StoredHook | None = None
+        """Told of each run's events once committed (in seq order): the app wires it to
+        this process's tails, which then skip the NOTIFY and the read for them."""
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -261,35 +267,25 @@ class StreamManager:
         return True
 
     def _take(self) -> dict[RunId, _Pending]:
-        """Swap out the next flush's events: all pending, or as many as the bounds allow.
-
-        Runs are taken in order, each run's events oldest first; a run cut by a
-        bound keeps its newer events pending (behind the runs not reached, so a
-        busy run does not starve the others). At least one event is taken.
-        """
+        """Swap out the next flush's events: all pending, or as many as the bounds allow
+        (`take_counts`); a run cut by a bound keeps its newer events pending, behind the
+        runs not reached, so a busy run does not starve the others."""
+        counts = take_counts(
+            {run_id: p.events for run_id, p in self._pending.items()},
+            max_events=self._max_events,
+            max_bytes=self._max_bytes,
+        )
         taken: dict[RunId, _Pending] = {}
-        rest: dict[RunId, _Pending] = {}
         cut: dict[RunId, _Pending] = {}
-        count = size = 0
-        for run_id, pending in self._pending.items():
-            if cut or count >= self._max_events:
-                rest[run_id] = pending
-                continue
-            n = 0
-            for item in pending.events:
-                full = count + n >= self._max_events
-                if full or (count + n > 0 and size + item.size > self._max_bytes):
-                    break
-                size += item.size
-                n += 1
-            count += n
-            if n == len(pending.events):
-                taken[run_id] = pending
-                continue
+        for run_id, n in counts.items():
+            pending = self._pending.pop(run_id)
             if n:
-                taken[run_id] = _Pending(pending.events[:n])
-            cut[run_id] = _Pending(pending.events[n:])
-        self._pending = {**rest, **cut}
+                taken[run_id] = (
+                    pending if n == len(pending.events) else _Pending(pending.events[:n])
+                )
+            if n < len(pending.events):
+                cut[run_id] = _Pending(pending.events[n:])
+        self._pending.update(cut)
         self._backlog = bool(self._pending)
         return taken
 
@@ -329,10 +325,18 @@ class StreamManager:
                 self._metrics.events_flushed.inc(len(pending.events))
                 self._account_stored(stream, len(pending.events))
                 stream.stored_seq = pending.events[-1].seq
+                self._tell_stored(run.run_id, pending.events)
             if run.ending is not None:
                 self._close_stream(stream, "stored")
             elif (cancel_by := accepted[run.run_id]) is not None:
                 stream.request_cancel(cancel_by)
+
+    def _tell_stored(self, run_id: RunId, events: list[PendingEvent]) -> None:
+        if self.on_stored is not None:
+            try:
+                self.on_stored(run_id, events)
+            except Exception:  # a wake-up only: the table and NOTIFY still tell the readers
+                log.exception("on_stored_failed", run_id=str(run_id))
 
     def _run_flush(self, run_id: RunId, pending: _Pending) -> RunFlush:
         stream = self._streams[run_id]

@@ -14,7 +14,7 @@ import pytest
 from broker.store.memory import MemoryStore
 from broker.store.records import PendingEvent, RunFlush
 from broker.web.metrics import Metrics
-from broker.write.batching import Backoff
+from broker.write.batching import Backoff, take_counts
 from broker.write.streams import StreamManager
 from models.events import ChatMessage, Complete, CompleteData, Text, TextData
 from models.ids import RunId
@@ -128,3 +128,29 @@ async def test_shutdown_flushes_a_whole_backlog_through_the_bounds() -> None:
 def test_flush_bounds_must_be_positive(bounds: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="positive"):
         manager_on(MemoryStore(), **bounds)
+
+
+class _Sized:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _sized(*sizes: int) -> list[_Sized]:
+    return [_Sized(size) for size in sizes]
+
+
+@pytest.mark.parametrize(
+    ("pending", "max_events", "max_bytes", "counts"),
+    [
+        ({"a": _sized(1, 1), "b": _sized(1)}, 10, 100, {"a": 2, "b": 1}),  # all of it
+        ({"a": _sized(1, 1, 1), "b": _sized(1)}, 2, 100, {"a": 2}),  # cut by events
+        ({"a": _sized(5, 5), "b": _sized(1)}, 10, 7, {"a": 1}),  # cut by bytes
+        ({"a": _sized(5), "b": _sized(5)}, 10, 7, {"a": 1, "b": 0}),  # b reached, none fits
+        ({"a": _sized(50), "b": _sized(1)}, 10, 7, {"a": 1, "b": 0}),  # one, however large
+        ({"a": _sized(1, 1), "b": _sized(1, 1)}, 2, 100, {"a": 2}),  # b not reached
+    ],
+)
+def test_take_counts_stops_at_the_first_bound_and_takes_one_event_at_least(
+    pending: dict[str, list[_Sized]], max_events: int, max_bytes: int, counts: dict[str, int]
+) -> None:
+    assert take_counts(pending, max_events=max_events, max_bytes=max_bytes) == counts
