@@ -95,6 +95,9 @@ def create_app(settings: Settings) -> FastAPI:
                         on_cancel=app.state.streams.request_cancel,
                     )
                 )
+                # Events this process commits reach its own tails without a read.
+                app.state.streams.on_stored = app.state.hub.publish_stored
+                stack.callback(setattr, app.state.streams, "on_stored", None)
                 stack.callback(drain.begin)  # a shutdown without a signal drains too
                 yield
         finally:

@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 
 import structlog
 
 from broker.store.notify import parse_cancel, parse_notify
 from broker.store.ports import TailPort
+from broker.store.records import PendingEvent, RawEvent
+from broker.store.sealing import encode_event
 from broker.web.metrics import Metrics
 from broker.web.settings import Settings
 from models.ids import RunId
@@ -203,6 +205,19 @@ class Hub:
         """The last seq the run's tail published here, None if it is not tailed."""
         tail = self._tails.get(run_id)
         return tail.head if tail is not None else None
+
+    def publish_stored(self, run_id: RunId, events: Sequence[PendingEvent]) -> None:
+        """Events this process has just committed: its tail takes them without a read.
+
+        The write side's `StreamManager.on_stored`. Only rows already in the table
+        come here, so a viewer sees nothing the table does not hold; the tail keeps
+        only those that continue its head (the others come by the usual read, which
+        their NOTIFY or the sweep starts), so nothing is published twice.
+        """
+        tail = self._tails.get(run_id)
+        if tail is None or tail.finished or not events or events[0].seq != tail.head + 1:
+            return
+        tail.publish([RawEvent(e.seq, encode_event(e.event, e.ts, e.body)) for e in events])
 
     # --- reading ----------------------------------------------------------------------
 

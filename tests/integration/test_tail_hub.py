@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from broker.store.postgres import Store
 from broker.store.records import RunRecord
 from broker.web.metrics import Metrics
+from subscribe.frame import frame_of_raw
 from subscribe.hub import Hub
 from subscribe.viewer import Viewer
 from tests.e2e.test_subscribe_support import (
@@ -207,3 +208,32 @@ async def test_a_dead_database_does_not_kill_the_reader(
         await until(lambda: hub.tail_head(run.run_id) == 2, "the reader to recover")
         assert queued(viewer) == [2]
         assert all(not task.done() for task in hub.tasks)
+
+
+async def test_committed_events_reach_the_tail_without_a_read_and_only_once(
+    store: Store, metrics: Metrics, make_hub: HubFactory
+) -> None:
+    async with make_hub(listen=False) as hub:
+        run = await new_run(store)
+        viewer = hub.join(run.run_id, 1)
+        await hub.sweep()
+        first = [pending(run.run_id, seq) for seq in (2, 3)]
+        await insert_silently(store, first)  # committed, as the flush does before telling
+        before = reads(metrics)
+        hub.publish_stored(run.run_id, first)
+        handed = viewer.take()[0]
+        assert [frame.seq for frame in handed] == [2, 3]
+        assert reads(metrics) == before
+        # The same bytes a table read would have produced.
+        table = await store.read_raw_events(run.run_id, 1)
+        assert [frame.body for frame in handed] == [frame_of_raw(raw).body for raw in table]
+
+        hub.publish_stored(run.run_id, first)  # told twice: nothing twice
+        gap = [pending(run.run_id, 5)]  # 4 is not here yet: the table's read brings both
+        await insert_silently(store, [pending(run.run_id, 4), *gap])
+        hub.publish_stored(run.run_id, gap)
+        assert queued(viewer) == []
+        await hub.sweep()
+        assert queued(viewer) == [4, 5]
+        hub.publish_stored(run.run_id, gap)  # after the read: still nothing twice
+        assert queued(viewer) == []

@@ -247,3 +247,52 @@ async def test_a_cancel_wake_up_reaches_only_a_stream_this_process_writes(
     manager.request_cancel(run.run_id, "bob")
     assert stream.cancel_requested.is_set() and stream.cancel_by == "alice"
     await manager.close()
+
+
+async def test_on_stored_hears_each_run_s_events_once_committed_and_never_a_fenced_run_s(
+    memory: MemoryStore, clock: Clock
+) -> None:
+    mine, lost = await new_run(memory), await new_run(memory, "other")
+    manager = manager_on(memory, clock)
+    heard: list[tuple[object, list[int], list[int]]] = []
+
+    def on_stored(run_id: object, events: object) -> None:
+        seqs = [e.seq for e in events]  # type: ignore[attr-defined]
+        # Told after the commit: every event it names is in the table already.
+        stored = list(memory._runs[run_id].events)  # type: ignore[index]
+        heard.append((run_id, seqs, stored))
+
+    manager.on_stored = on_stored
+    manager.start()
+    stream = manager.open(mine.run_id, mine.thread_id)
+    other = manager.open(lost.run_id, lost.thread_id)
+    for i in range(3):
+        stream.push(text(str(i)))
+    assert await stream.wait_stored(4)
+    await memory.release_runs("w1", [lost.run_id])
+    await memory.claim_expired_runs("w2", 9.0, 1)
+    other.push(text("fenced"))
+    assert await other.wait_closed() == "lease_lost"
+    told = [seq for run_id, seqs, _ in heard if run_id == mine.run_id for seq in seqs]
+    assert told == [2, 3, 4]
+    assert all(set(seqs) <= set(stored) for _, seqs, stored in heard)
+    assert all(run_id != lost.run_id for run_id, _, _ in heard)
+    await manager.close()
+
+
+async def test_a_failing_on_stored_costs_nothing_but_the_wake_up(
+    memory: MemoryStore, clock: Clock
+) -> None:
+    run = await new_run(memory)
+    manager = manager_on(memory, clock)
+
+    def broken(run_id: object, events: object) -> None:
+        raise RuntimeError("a bug in a listener")
+
+    manager.on_stored = broken
+    manager.start()
+    stream = manager.open(run.run_id, run.thread_id)
+    assert await stream.wait_stored(stream.push(text("a")) or 0)
+    assert await stream.wait_stored(stream.push(text("b")) or 0)
+    assert [e.seq for e in await memory.read_events(run.run_id, 0)] == [1, 2, 3]
+    await manager.close()
