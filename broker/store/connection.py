@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,7 +24,7 @@ from broker.store.records import PendingEvent, RawEvent
 from broker.store.sealing import open_event, open_plaintext, seal_events
 from models.events import StoredEvent
 
-__all__ = ["Connected"]
+__all__ = ["Connected", "DriverStatement"]
 
 _log = structlog.get_logger(__name__)
 
@@ -50,6 +51,30 @@ class Connected:
             async with self.engine.connect() as conn:
                 yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    @contextlib.asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """A pooled connection's own asyncpg connection (autocommit), for the flush.
+
+        SQLAlchemy's per-statement work (its cursor adapter, the per-element type
+        processing of array parameters) cost as much as the statement itself on the
+        flush's hot path; `DriverStatement` runs a pre-compiled statement through
+        asyncpg's cached prepared statements instead. A connection that failed, or
+        whose statement was cancelled mid-flight, is invalidated (never reused);
+        errors come out as `broker.errors`.
+        """
+        with _translated():
+            async with self.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                try:
+                    yield raw.driver_connection
+                except BaseException as exc:
+                    lost = isinstance(exc, _CONNECTION_LOST)
+                    if lost or not isinstance(exc, Exception):
+                        await conn.invalidate()
+                    if lost:
+                        raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                    raise
+
     def seal_events(self, events: Sequence[PendingEvent]) -> dict[str, list[Any]]:
         """The parallel arrays of an `unnest` insert, payloads encrypted."""
         return seal_events(self.keyring, events)
@@ -61,6 +86,31 @@ class Connected:
     def open_raw(self, run_id: uuid.UUID, seq: int, key_id: str, payload: bytes) -> RawEvent:
         """Decrypt one stored row, unparsed."""
         return RawEvent(seq, open_plaintext(self.keyring, run_id, seq, key_id, payload))
+
+
+_CONNECTION_LOST = (
+    OSError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+"""asyncpg's errors that leave its connection unusable (class 08 and 57 among them)."""
+
+
+class DriverStatement:
+    """A SQLAlchemy statement compiled once for asyncpg: its SQL and its parameters' order."""
+
+    __slots__ = ("_defaults", "_names", "sql")
+
+    def __init__(self, statement: sa.TextClause, dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._names = list(compiled.positiontup or ())
+        self._defaults = dict(compiled.params)
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        """The positional arguments for `params` (statement-bound values filled in)."""
+        return [params[name] if name in params else self._defaults[name] for name in self._names]
 
 
 @contextlib.contextmanager

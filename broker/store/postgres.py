@@ -17,6 +17,7 @@ flushes, not with events.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from broker.errors import Conflict, NotFound, RunInProgress
+from broker.store.connection import DriverStatement
 from broker.store.event_reads import EventReads
 from broker.store.integration_rows import IntegrationQueries
 from broker.store.listening import Listening, listen
@@ -253,15 +255,22 @@ class Store(EventReads, MessageQueries, IntegrationQueries):
             "payloads": sealed["payloads"],
         }
         if not any(run.ending and run.ending.messages for run in runs):
-            # One statement is one transaction: no BEGIN and COMMIT round trips.
-            async with self.autocommit() as conn:
-                return {RunId(row.id): row.cancel_by for row in await conn.execute(FLUSH, params)}
+            # One statement is one transaction: no BEGIN and COMMIT round trips, and
+            # straight through the driver (`Connected.driver`).
+            statement = self._flush_statement
+            async with self.driver() as conn:
+                rows = await conn.fetch(statement.sql, *statement.args(params))
+            return {RunId(row["id"]): row["cancel_by"] for row in rows}
         async with self.transaction() as conn:
             accepted = {RunId(row.id): row.cancel_by for row in await conn.execute(FLUSH, params)}
             for run in runs:
                 if run.ending and run.ending.messages and run.run_id in accepted:
                     await self.insert_messages(conn, run.thread_id, run.run_id, run.ending.messages)
         return accepted
+
+    @functools.cached_property
+    def _flush_statement(self) -> DriverStatement:
+        return DriverStatement(FLUSH, self.engine.dialect)
 
     async def release_runs(self, writer_id: str, run_ids: Sequence[RunId]) -> set[RunId]:
         """Hand streaming runs over: writer cleared, lease expired now; returns those released."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -22,12 +23,18 @@ _TERMINATE = sa.text(
 
 
 class _BusyStore(Store):
-    """Transactions that hold their backend a little, so a terminate lands mid-flush."""
+    """Connections that hold their backend a little, so a terminate lands mid-flush."""
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         async with super().transaction() as conn:
             await conn.execute(sa.text("SELECT pg_sleep(0.01)"))
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        async with super().driver() as conn:
+            await conn.execute("SELECT pg_sleep(0.01)")
             yield conn
 
 
