@@ -29,6 +29,7 @@ from broker.store.database import create_engine
 from broker.store.migrate import is_at_head
 from broker.store.postgres import Store
 from broker.web.draining import Drain
+from broker.web.heap import startup_heap_frozen
 from broker.web.http import (
     BodyLimitMiddleware,
     RequestIdMiddleware,
@@ -99,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.streams.on_stored = app.state.hub.publish_stored
                 stack.callback(setattr, app.state.streams, "on_stored", None)
                 stack.callback(drain.begin)  # a shutdown without a signal drains too
+                # The started app's own objects out of the GC's full collections.
+                stack.enter_context(startup_heap_frozen())
                 yield
         finally:
             await engine.dispose()

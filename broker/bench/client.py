@@ -14,13 +14,13 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from broker.web.sse import aiter_sse
+from broker.web.sse import ServerSentEvent, aiter_sse
 
 __all__ = [
     "Api",
@@ -110,6 +110,19 @@ class Reception:
     opened_us: int = 0
     finished_us: int = 0
 
+    def take(self, event: ServerSentEvent, arrived_us: int) -> None:
+        """Record one SSE event of the broker's (comments and keepalives are skipped)."""
+        if not event.data:
+            return
+        body = event.json()
+        self.seqs.append(int(event.id) if event.id else body.get("seq", 0))
+        self.received_us.append(arrived_us)
+        text = body.get("data", {}).get("text") if isinstance(body, dict) else None
+        self.emitted_us.append(emitted_us_of(text) if isinstance(text, str) else None)
+        kind = body.get("event_type") if isinstance(body, dict) else None
+        if kind in _TERMINAL:
+            self.terminal = kind
+
     def latencies_ms(self, since_us: int = 0) -> list[float]:
         """Emit-to-receive latency of every bench event emitted at or after `since_us`."""
         return [
@@ -149,7 +162,10 @@ class Viewer:
         self.reception = Reception()
 
     async def read(self, *, connected: Callable[[], None] | None = None) -> Reception:
-        """Read to the end of the stream; `connected()` is called once the answer started."""
+        """Read to the end of the stream; `connected()` is called once the answer started.
+
+        Each event is parsed as it arrives, so its arrival time is its own.
+        """
         reception = self.reception
         reception.opened_us = now_us()
         async with self._client.stream("GET", self._url) as answer:
@@ -157,18 +173,27 @@ class Viewer:
             if connected is not None:
                 connected()
             async for event in aiter_sse(answer.aiter_bytes()):
-                if not event.data:
-                    continue
-                arrived = now_us()
-                body = event.json()
-                reception.seqs.append(int(event.id) if event.id else body.get("seq", 0))
-                reception.received_us.append(arrived)
-                text = body.get("data", {}).get("text") if isinstance(body, dict) else None
-                reception.emitted_us.append(emitted_us_of(text) if isinstance(text, str) else None)
-                kind = body.get("event_type") if isinstance(body, dict) else None
-                if kind in _TERMINAL:
-                    reception.terminal = kind
+                reception.take(event, now_us())
         reception.finished_us = now_us()
+        return reception
+
+    async def read_through(self) -> Reception:
+        """Read to the end of the stream, then parse it: `finished_us` is when the last
+        byte came, without this process's parsing in it (every event's arrival time is
+        that of the last byte)."""
+        reception = self.reception
+        reception.opened_us = now_us()
+        async with self._client.stream("GET", self._url) as answer:
+            answer.raise_for_status()
+            chunks = [chunk async for chunk in answer.aiter_bytes()]
+        reception.finished_us = now_us()
+
+        async def replay() -> AsyncIterator[bytes]:
+            for chunk in chunks:
+                yield chunk
+
+        async for event in aiter_sse(replay()):
+            reception.take(event, reception.finished_us)
         return reception
 
 
@@ -185,15 +210,6 @@ async def read_direct(agent_url: str, local_secret: str, message: str) -> Recept
         answer.raise_for_status()
         reception.opened_us = now_us()
         async for event in aiter_sse(answer.aiter_bytes()):
-            if not event.data:
-                continue
-            arrived = now_us()
-            payload = event.json()
-            reception.seqs.append(int(event.id or 0))
-            reception.received_us.append(arrived)
-            text = payload.get("data", {}).get("text")
-            reception.emitted_us.append(emitted_us_of(text) if isinstance(text, str) else None)
-            if payload.get("event_type") in _TERMINAL:
-                reception.terminal = payload["event_type"]
+            reception.take(event, now_us())
     reception.finished_us = now_us()
     return reception

@@ -56,7 +56,12 @@ async def repetitions(job: Job) -> list[Figures]:
     results: list[Figures] = []
     try:
         for _ in range(job.plan.repetitions):
-            figures = await repetition(job)
+            try:
+                figures = await repetition(job)
+            except Exception as exc:
+                # One broken scenario must not cost the figures of all the others.
+                results.append(Figures(violations=[f"{job.label} failed: {exc!r}"]))
+                break
             results.append(figures)
             if figures.note == NO_ROUTE:
                 break

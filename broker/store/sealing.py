@@ -38,6 +38,7 @@ __all__ = [
     "seal_credentials",
     "seal_events",
     "seal_message",
+    "stamp",
     "title_aad",
 ]
 
@@ -68,8 +69,11 @@ def encode_event(event: StreamEvent, ts: datetime, body: bytes | None = None) ->
     `body` is the event's compact JSON when the caller already has it (a
     `PendingEvent` carries it): the time is spliced in, nothing re-encoded.
     """
-    if body is None:
-        body = event.model_dump_json().encode()
+    return stamp(event.model_dump_json().encode() if body is None else body, ts)
+
+
+def stamp(body: bytes, ts: datetime) -> bytes:
+    """An event's compact JSON `body` with the broker's receive time spliced in last."""
     return b'%s,"ts":"%s"}' % (body[:-1], ts.isoformat().encode())
 
 
@@ -87,9 +91,7 @@ def seal_events(keyring: Keyring, events: Sequence[PendingEvent]) -> dict[str, l
     key_ids: list[str] = []
     payloads: list[bytes] = []
     for item in events:
-        sealed = keyring.encrypt(
-            encode_event(item.event, item.ts, item.body), event_aad(item.run_id, item.seq)
-        )
+        sealed = keyring.encrypt(stamp(item.body, item.ts), event_aad(item.run_id, item.seq))
         run_ids.append(item.run_id)
         seqs.append(item.seq)
         key_ids.append(sealed.key_id)

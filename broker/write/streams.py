@@ -55,7 +55,7 @@ from models.ids import RunId, ThreadId
 __all__ = ["StoredHook", "StreamManager"]
 
 StoredHook = Callable[[RunId, Sequence[PendingEvent]], None]
-"""Called with a run's events just committed, oldest first."""
+"""Told of a run's events once committed, oldest first: local tails take them unread."""
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +69,8 @@ class _Pending:
     @property
     def agent_event_id(self) -> str | None:
         """The agent's SSE id of the newest event that has one."""
-        for item in reversed(self.events):
-            if item.agent_event_id is not None:
-                return item.agent_event_id
-        return None
+        ids = (e.agent_event_id for e in reversed(self.events))
+        return next((agent_id for agent_id in ids if agent_id is not None), None)
 
 
 class StreamManager:
@@ -116,9 +114,7 @@ class StreamManager:
         self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.on_stored: StoredHook | None = None
-        """Told of each run's events once committed (in seq order): the app wires it to
-        this process's tails, which then skip the NOTIFY and the read for them."""
+        self.on_stored: StoredHook | None = None  # the app wires it to this process's tails
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -346,7 +342,7 @@ class StreamManager:
             stream.thread_id,
             last.seq,
             agent_event_id=pending.agent_event_id,
-            ending=ending_of(last.event, stream.partial),
+            ending=ending_of(last.event, stream.partial) if last.terminal else None,
         )
 
     def _restore(self, batch: dict[RunId, _Pending]) -> None:

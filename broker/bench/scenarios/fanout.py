@@ -18,8 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
-from broker.bench.client import Api, Viewer, bench_message, exactly_once, http_client, now_us
+from broker.bench.client import (
+    Api,
+    Reception,
+    Viewer,
+    bench_message,
+    exactly_once,
+    http_client,
+    now_us,
+)
 from broker.bench.job import Job
 from broker.bench.probes import CpuClock, DatabaseCounters, rss_bytes
 from broker.bench.stats import Figures
@@ -57,14 +66,19 @@ async def _attempt(job: Job, expected_connect_s: float) -> tuple[Figures, float,
                 all_connected.set()
 
         readers = [asyncio.create_task(v.read(connected=one_more)) for v in viewers]
-        await all_connected.wait()
+        await _connected_or_failed(all_connected, readers)
         connected_us = now_us()
         rss_connected = rss_bytes(job.broker_pid)
         cpu.start()
         await database.start()
-        receptions = await asyncio.gather(*readers)
+        outcomes = await asyncio.gather(*readers, return_exceptions=True)
         share = cpu.share()
         xacts, rows = await database.rates()
+    receptions = [r for r in outcomes if isinstance(r, Reception)]
+    failed = [(i, r) for i, r in enumerate(outcomes) if isinstance(r, BaseException)]
+    figures.violations += [f"viewer {i} of run {run_id} failed: {r!r}" for i, r in failed[:5]]
+    if len(failed) > 5:
+        figures.violations.append(f"... and {len(failed) - 5} more viewers failed")
     latencies = [ms for r in receptions for ms in r.latencies_ms(since_us=connected_us)]
     figures.add("connecting", (connected_us - started_us) / 1e6, "s")
     figures.add_spread("delivery", latencies, "ms")
@@ -81,6 +95,21 @@ async def _attempt(job: Job, expected_connect_s: float) -> tuple[Figures, float,
     for index, reception in enumerate(receptions):
         figures.violations += exactly_once(reception, f"viewer {index} of run {run_id}")
     return figures, (connected_us - started_us) / 1e6, enough
+
+
+async def _connected_or_failed(
+    all_connected: asyncio.Event, readers: list[asyncio.Task[Reception]]
+) -> None:
+    """Until every viewer's answer started, or one viewer failed (it never will connect)."""
+    waiter = asyncio.ensure_future(all_connected.wait())
+    pending: set[asyncio.Future[Any]] = {waiter, *readers}
+    try:
+        while not all_connected.is_set():
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(task is not waiter and task.exception() is not None for task in done):
+                return
+    finally:
+        waiter.cancel()
 
 
 class Fanout:
