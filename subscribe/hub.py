@@ -201,6 +201,12 @@ class Hub:
         tail = self._tails.get(run_id)
         return tail.recent(after) if tail is not None else None
 
+    def seed(self, run_id: RunId, frames: Sequence[Frame]) -> None:
+        """Frames a viewer read from the table, for the run's ring (`Tail.seed`)."""
+        tail = self._tails.get(run_id)
+        if tail is not None:
+            tail.seed(frames)
+
     def tail_head(self, run_id: RunId) -> int | None:
         """The last seq the run's tail published here, None if it is not tailed."""
         tail = self._tails.get(run_id)

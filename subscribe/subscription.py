@@ -96,23 +96,22 @@ class _Reader:
 
 
 class _RingFirst:
-    """A live viewer's table: its first read served from the tail's ring when the ring
-    holds everything after the cursor (the viewer is registered, so what the tail
-    publishes next is in its queue); every other read from the table."""
+    """A live viewer's table: each read served from the tail's ring when the ring holds
+    everything after the cursor (the viewer is registered, so what the tail publishes
+    next is in its queue); the others from the table, whose pages seed the ring."""
 
     def __init__(self, hub: Hub, run_id: RunId, table: _Reader) -> None:
         self._hub = hub
         self._run_id = run_id
         self._table = table
-        self._first = True
 
     async def __call__(self, last: int, limit: int) -> FramePage:
-        if self._first:
-            self._first = False
-            recent = self._hub.recent(self._run_id, last)
-            if recent is not None:
-                return FramePage(recent[:limit], more=len(recent) > limit)
-        return await self._table(last, limit)
+        recent = self._hub.recent(self._run_id, last)
+        if recent is not None:
+            return FramePage(recent[:limit], more=len(recent) > limit)
+        page = await self._table(last, limit)
+        self._hub.seed(self._run_id, page)
+        return page
 
 
 async def due_batches(

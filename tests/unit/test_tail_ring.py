@@ -16,7 +16,7 @@ from models.ids import RunId, new_id
 from subscribe.hub import Hub
 from subscribe.subscription import live_batches
 from subscribe.tail import RING_FRAMES, Tail
-from subscribe.viewer import Frame
+from subscribe.viewer import Frame, frame_of
 from tests.unit.test_hub import count, flush, hub, memory, metrics, new_run, text, turns
 
 __all__ = ["hub", "memory", "metrics"]  # the fixtures of test_hub
@@ -77,3 +77,27 @@ def test_the_ring_keeps_the_newest_frames_within_its_bounds() -> None:
     tail.publish([big])  # larger than the byte bound alone: kept alone
     assert [f.seq for f in tail.recent(RING_FRAMES + 10) or []] == [RING_FRAMES + 11]
     assert tail.recent(RING_FRAMES + 9) is None
+
+
+def test_frames_a_viewer_read_from_the_table_seed_the_ring_in_front_when_they_fit() -> None:
+    ts = datetime.now(UTC)
+
+    def frames(first: int, last: int) -> list[Frame]:
+        return [
+            frame_of(StoredEvent(seq=s, ts=ts, event=text(f"t{s}"))) for s in range(first, last + 1)
+        ]
+
+    tail = Tail(RunId(new_id()), head=10)
+    tail.publish([StoredEvent(seq=s, ts=ts, event=text(f"t{s}")) for s in (11, 12)])
+    assert tail.recent(0) is None  # 1..10 were never published here
+    tail.seed(frames(1, 5))  # does not reach the ring: a gap would follow
+    assert tail.recent(0) is None
+    tail.seed(frames(1, 12))  # overlaps the ring: only 1..10 go in front
+    assert [f.seq for f in tail.recent(0) or []] == list(range(1, 13))
+    tail.publish([StoredEvent(seq=13, ts=ts, event=text("t13"))])
+    assert [f.seq for f in tail.recent(11) or []] == [12, 13]
+
+    full = Tail(RunId(new_id()), head=RING_FRAMES + 5)
+    full.seed(frames(1, RING_FRAMES + 5))  # an empty ring takes the newest that fit
+    kept = full.recent(5)
+    assert kept is not None and [f.seq for f in kept] == list(range(6, RING_FRAMES + 6))

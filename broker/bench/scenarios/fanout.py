@@ -23,7 +23,6 @@ from typing import Any
 from broker.bench.client import (
     Api,
     Reception,
-    Viewer,
     bench_message,
     exactly_once,
     http_client,
@@ -32,6 +31,7 @@ from broker.bench.client import (
 from broker.bench.job import Job
 from broker.bench.probes import CpuClock, DatabaseCounters, rss_bytes
 from broker.bench.stats import Figures
+from broker.bench.wire import WireViewer
 
 __all__ = ["Fanout"]
 
@@ -49,13 +49,12 @@ async def _attempt(job: Job, expected_connect_s: float) -> tuple[Figures, float,
     message = bench_message(events, plan.fanout_rate, plan.event_size)
     database = DatabaseCounters(job.database_url)
     cpu = CpuClock(job.broker_pid)
-    async with http_client(
-        job.broker_url, connections=viewers_wanted + 8, token=job.token
-    ) as client:
+    async with http_client(job.broker_url, connections=8, token=job.token) as client:
         rss_before = rss_bytes(job.broker_pid)
         run_id = await Api(client).start_run(message)
         started_us = now_us()
-        viewers = [Viewer(client, f"/api/runs/{run_id}/events") for _ in range(viewers_wanted)]
+        path = f"/api/runs/{run_id}/events"
+        viewers = [WireViewer(job.broker_url, path, job.token) for _ in range(viewers_wanted)]
         connected = 0
         all_connected = asyncio.Event()
 
