@@ -2,7 +2,10 @@
 
 Events per second counts every event of every run from the first start to
 the last run's terminal status (which commits with its last events), so it
-is durable throughput. Flushes per second come from the broker's own
+is durable throughput. The end is the runs' own `finished_at` (the
+database's clock, this machine's), so the states are polled only every
+`_POLL_S`: polling 50 runs every 20 ms had been 2,500 requests a second of
+the broker's CPU, counted against ingest. Flushes per second come from the broker's own
 `broker_flushes_total`. The event-loop stall is `GET /healthz`'s response
 time, sampled all along. Afterwards every run is read back from the table
 and must hold run_started, each bench event once, and complete.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 
 import httpx
 
@@ -22,6 +26,9 @@ from broker.bench.stats import Figures
 from models.status import TERMINAL_STATUSES
 
 __all__ = ["ingest"]
+
+_POLL_S = 0.25
+"""How often the runs' states are asked for: seldom, so the polling is no load of its own."""
 
 
 async def flushes_total(client: httpx.AsyncClient) -> float:
@@ -46,15 +53,17 @@ async def ingest(job: Job) -> Figures:
         flushes_before = await flushes_total(client)
         pinger.start()
         cpu.start()
-        begun = time.perf_counter()
+        begun = time.time()
         run_ids = await asyncio.gather(*(api.start_run(message) for _ in range(plan.ingest_runs)))
         pending = set(run_ids)
+        finished: list[float] = []
         while pending:
+            await asyncio.sleep(_POLL_S)
             states = await asyncio.gather(*(api.run_state(r) for r in pending))
-            pending -= {s["run_id"] for s in states if s["status"] in TERMINAL_STATUSES}
-            if pending:
-                await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - begun
+            ended = [s for s in states if s["status"] in TERMINAL_STATUSES]
+            pending -= {s["run_id"] for s in ended}
+            finished += [datetime.fromisoformat(s["finished_at"]).timestamp() for s in ended]
+        elapsed = max(finished) - begun
         share = cpu.share()
         await pinger.stop()
         flushes = await flushes_total(client) - flushes_before
