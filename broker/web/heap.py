@@ -9,6 +9,13 @@ application itself: modules, pydantic schemas, SQLAlchemy metadata, routes.
 servers) moves everything alive once the app has started into a permanent
 generation that collections skip; what the streams allocate afterwards is
 collected as before. `gc.unfreeze()` at shutdown hands those objects back.
+
+The default thresholds (700, 10, 10) start a young collection every 700
+container allocations: at 39,000 ev/s that was hundreds of collections a
+second, and a full one every few tenths of a second. `THRESHOLDS` make the
+young generation 50,000 objects and full collections 100 times rarer, the
+tuning long-running Python servers commonly apply; objects in reference
+cycles wait a little longer to be freed, nothing else changes.
 """
 
 from __future__ import annotations
@@ -17,14 +24,22 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-__all__ = ["startup_heap_frozen"]
+__all__ = ["THRESHOLDS", "startup_heap_frozen"]
+
+
+THRESHOLDS = (50_000, 20, 100)
+"""`gc.set_threshold` while serving: (generation 0 allocations, 0→1, 1→2 collections)."""
 
 
 @contextlib.contextmanager
 def startup_heap_frozen() -> Iterator[None]:
-    """While open, the objects alive at its start are skipped by the cyclic GC."""
+    """While open, the objects alive at its start are skipped by the cyclic GC, and the
+    collector runs on `THRESHOLDS`; both are undone on exit."""
+    before = gc.get_threshold()
     gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
     try:
         yield
     finally:
+        gc.set_threshold(*before)
         gc.unfreeze()

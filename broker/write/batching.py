@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-__all__ = ["Backoff", "next_flush_at", "take_counts"]
+from broker.store.records import PendingEvent
+
+__all__ = ["Backoff", "Pending", "next_flush_at", "take_counts"]
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -63,6 +65,19 @@ def next_flush_at(
     if due is not None and retry_at is not None:
         due = max(due, retry_at)
     return due
+
+
+@dataclass(slots=True)
+class Pending:
+    """A run's events waiting for the next flush, in seq order."""
+
+    events: list[PendingEvent] = field(default_factory=list)
+
+    @property
+    def agent_event_id(self) -> str | None:
+        """The agent's SSE id of the newest event that has one."""
+        ids = (e.agent_event_id for e in reversed(self.events))
+        return next((agent_id for agent_id in ids if agent_id is not None), None)
 
 
 def take_counts(

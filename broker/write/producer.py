@@ -28,7 +28,8 @@ Each agent request carries a freshly minted run capability
 (`broker.web.capability`), so the agent's tools can reach this run's
 workspace's integrations, and nothing else, while the run streams.
 
-The producer stops reading as soon as its stream is halted by the manager
+Frames are read `paced` (backpressure while the manager is backlogged). The
+producer stops reading as soon as its stream is halted by the manager
 (lease lost to another writer, or buffer overflow), racing the agent read
 against the halt. After a broken or overflowing stream it asks the agent to
 cancel the run (the agent would otherwise keep it going for its grace
@@ -82,7 +83,7 @@ from broker.web.capability import mint_capability
 from broker.web.metrics import Metrics
 from broker.web.sse import ServerSentEvent, aiter_sse
 from broker.write.agent_client import AgentClient
-from broker.write.agent_frames import interpret_frame
+from broker.write.agent_frames import interpret_frame, paced
 from broker.write.batching import Backoff
 from broker.write.run_stream import RunStream, until_stopped
 from broker.write.streams import StreamManager
@@ -103,11 +104,6 @@ __all__ = ["Producers", "interpret_frame"]
 _log = structlog.get_logger(__name__)
 
 _T = TypeVar("_T")
-
-# Frames taken before the producer lets the event loop run others (a 64 KiB read of a
-# fast agent is ~400 frames, ~10 ms of work: 50 producers at once held /healthz for 100s
-# of ms).
-_FRAMES_PER_TURN = 8
 
 # How long a cancelled run waits for the agent to acknowledge its cancel (after the end).
 _AGENT_CANCEL_TIMEOUT_S = 5.0
@@ -337,13 +333,9 @@ class _Producer:
                     else self._agent.stream_run(request, request_id=self._request_id)
                 )
                 async with body as chunks:
-                    taken = 0
-                    async for frame in aiter_sse(chunks):
+                    async for frame in paced(aiter_sse(chunks), self._owner.streams):
                         if self._take(frame):
                             return
-                        taken += 1
-                        if taken % _FRAMES_PER_TURN == 0:
-                            await asyncio.sleep(0)  # one read may hold hundreds of frames
                 await self._fail(
                     "agent_stream_truncated", "the agent's stream ended without a terminal event"
                 )

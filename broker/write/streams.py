@@ -15,8 +15,10 @@ writes every run's pending events in one fenced transaction
   dropped and their streams halted. Idle runs' leases are renewed by the same
   flushes (a run joins one once half its renewal period has passed; an idle
   loop flushes when a renewal falls due): no separate heartbeat to race.
-- **Memory is bounded per run**: past `run_buffer_max` unstored events a run
-  ends with a terminal `error` (`buffer_overflow`) instead of growing.
+- **Memory is bounded**: producers stop reading their agents while the events
+  not yet stored reach `backlog_max` (backpressure: the agents keep them), and
+  past `run_buffer_max` unstored events a run ends with a terminal `error`
+  (`buffer_overflow`) instead of growing.
 - **A flush is bounded** by `flush_max_events` and `flush_max_bytes` (the
   events' JSON): a backlog goes out in several flushes back to back, so no
   single statement (nor its sealing) holds the loop or the database for long.
@@ -38,7 +40,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
@@ -47,7 +48,7 @@ from broker.errors import DatabaseUnavailable
 from broker.store.ports import FlushPort
 from broker.store.records import PendingEvent, RunFlush
 from broker.web.metrics import Metrics
-from broker.write.batching import Backoff, next_flush_at, take_counts
+from broker.write.batching import Backoff, Pending, next_flush_at, take_counts
 from broker.write.run_stream import Outcome, RunStream, ending_of
 from models.events import ErrorData, ErrorEvent, StreamEvent, is_terminal
 from models.ids import RunId, ThreadId
@@ -58,19 +59,6 @@ StoredHook = Callable[[RunId, Sequence[PendingEvent]], None]
 """Told of a run's events once committed, oldest first: local tails take them unread."""
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A run's events waiting for the next flush, in seq order."""
-
-    events: list[PendingEvent] = field(default_factory=list)
-
-    @property
-    def agent_event_id(self) -> str | None:
-        """The agent's SSE id of the newest event that has one."""
-        ids = (e.agent_event_id for e in reversed(self.events))
-        return next((agent_id for agent_id in ids if agent_id is not None), None)
 
 
 class StreamManager:
@@ -87,6 +75,7 @@ class StreamManager:
         metrics: Metrics,
         flush_max_events: int = 2_000,
         flush_max_bytes: int = 4 * 1024 * 1024,
+        backlog_max: int | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -100,12 +89,13 @@ class StreamManager:
             raise ValueError("flush bounds must be positive")
         self._max_events = flush_max_events
         self._max_bytes = flush_max_bytes
+        self._backlog_max = backlog_max or 2 * flush_max_events
         self._backlog = False
         self._metrics = metrics
         self._backoff = backoff or Backoff(base=0.05, cap=2.0)
         self._clock = clock
         self._streams: dict[RunId, RunStream] = {}
-        self._pending: dict[RunId, _Pending] = {}
+        self._pending: dict[RunId, Pending] = {}
         self._unflushed_total = 0
         self._last_started: float | None = None
         self._failures = 0
@@ -191,7 +181,7 @@ class StreamManager:
         seq = stream.next_seq
         stream.next_seq += 1
         was_idle = not self._pending
-        pending = self._pending.setdefault(stream.run_id, _Pending())
+        pending = self._pending.setdefault(stream.run_id, Pending())
         pending.events.append(
             PendingEvent(stream.run_id, seq, event, datetime.now(UTC), agent_event_id)
         )
@@ -262,7 +252,7 @@ class StreamManager:
         self._signal_progress()
         return True
 
-    def _take(self) -> dict[RunId, _Pending]:
+    def _take(self) -> dict[RunId, Pending]:
         """Swap out the next flush's events: all pending, or as many as the bounds allow
         (`take_counts`); a run cut by a bound keeps its newer events pending, behind the
         runs not reached, so a busy run does not starve the others."""
@@ -271,16 +261,14 @@ class StreamManager:
             max_events=self._max_events,
             max_bytes=self._max_bytes,
         )
-        taken: dict[RunId, _Pending] = {}
-        cut: dict[RunId, _Pending] = {}
+        taken: dict[RunId, Pending] = {}
+        cut: dict[RunId, Pending] = {}
         for run_id, n in counts.items():
             pending = self._pending.pop(run_id)
             if n:
-                taken[run_id] = (
-                    pending if n == len(pending.events) else _Pending(pending.events[:n])
-                )
+                taken[run_id] = pending if n == len(pending.events) else Pending(pending.events[:n])
             if n < len(pending.events):
-                cut[run_id] = _Pending(pending.events[n:])
+                cut[run_id] = Pending(pending.events[n:])
         self._pending.update(cut)
         self._backlog = bool(self._pending)
         return taken
@@ -303,7 +291,7 @@ class StreamManager:
     def _settle(
         self,
         runs: list[RunFlush],
-        batch: dict[RunId, _Pending],
+        batch: dict[RunId, Pending],
         accepted: dict[RunId, str | None],
         at: float,
     ) -> None:
@@ -334,7 +322,7 @@ class StreamManager:
             except Exception:  # a wake-up only: the table and NOTIFY still tell the readers
                 log.exception("on_stored_failed", run_id=str(run_id))
 
-    def _run_flush(self, run_id: RunId, pending: _Pending) -> RunFlush:
+    def _run_flush(self, run_id: RunId, pending: Pending) -> RunFlush:
         stream = self._streams[run_id]
         last = pending.events[-1]
         return RunFlush(
@@ -345,7 +333,7 @@ class StreamManager:
             ending=ending_of(last.event, stream.partial) if last.terminal else None,
         )
 
-    def _restore(self, batch: dict[RunId, _Pending]) -> None:
+    def _restore(self, batch: dict[RunId, Pending]) -> None:
         """Put a failed batch back in front of the events pushed since it was taken."""
         for run_id, newer in self._pending.items():
             failed = batch.get(run_id)
@@ -357,7 +345,7 @@ class StreamManager:
         stream.unflushed -= count
         self._unflushed_total -= count
 
-    def _lose(self, stream: RunStream, pending: _Pending | None) -> None:
+    def _lose(self, stream: RunStream, pending: Pending | None) -> None:
         """The fence said no: drop the run's events (this batch's and newer) and stop it."""
         newer = self._pending.pop(stream.run_id, None)
         dropped = (len(pending.events) if pending else 0) + (len(newer.events) if newer else 0)
@@ -369,6 +357,17 @@ class StreamManager:
         self._streams.pop(stream.run_id, None)
         stream.finish(outcome)
         self._signal_progress()
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether the events not yet stored, all runs together, reach `backlog_max`
+        (default: two flushes' worth): producers then wait (`until_room`)."""
+        return self._unflushed_total >= self._backlog_max
+
+    async def until_room(self) -> None:
+        """Return once the backlog is under `backlog_max` again, or the manager closes."""
+        while self.backlogged and not self._closing:
+            await self.next_progress()
 
     async def next_progress(self) -> None:
         """Return after the next flush or stream closure."""

@@ -7,6 +7,7 @@ the manager's own signals (`wait_stored`, `wait_closed`).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -295,4 +296,25 @@ async def test_a_failing_on_stored_costs_nothing_but_the_wake_up(
     assert await stream.wait_stored(stream.push(text("a")) or 0)
     assert await stream.wait_stored(stream.push(text("b")) or 0)
     assert [e.seq for e in await memory.read_events(run.run_id, 0)] == [1, 2, 3]
+    await manager.close()
+
+
+async def test_the_backlog_of_all_runs_says_when_producers_must_wait_and_a_flush_makes_room(
+    memory: MemoryStore, clock: Clock
+) -> None:
+    one, two = await new_run(memory), await new_run(memory, "other")
+    manager = manager_on(memory, clock, backlog_max=4)
+    first = manager.open(one.run_id, one.thread_id)
+    second = manager.open(two.run_id, two.thread_id)
+    for i in range(2):
+        first.push(text(f"a{i}"))
+        second.push(text(f"b{i}"))
+    assert manager.backlogged  # 4 events not yet stored, two runs together
+    waiting = asyncio.create_task(manager.until_room())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    manager.start()  # the loop flushes them
+    await asyncio.wait_for(waiting, 5)
+    assert not manager.backlogged
+    assert [e.seq for e in await memory.read_events(one.run_id, 0)] == [1, 2, 3]
     await manager.close()
