@@ -212,8 +212,9 @@ class StreamManager:
                 await self._flush_once()
                 continue
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), None if at is None else at - now)
+            with contextlib.suppress(TimeoutError):  # no task per wait, unlike wait_for
+                async with asyncio.timeout(None if at is None else at - now):
+                    await self._wake.wait()
 
     def _renew_due(self) -> float | None:
         idle = [s.renewed_at for s in self._streams.values() if s.run_id not in self._pending]
