@@ -40,12 +40,11 @@ from typing import Any
 
 import structlog
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from broker.errors import DatabaseUnavailable, ShuttingDown
+from broker.errors import BrokerError, ShuttingDown
 from broker.web.draining import Drain
-from broker.web.http import error_answer
-from subscribe.errors import StreamBroken
+from broker.web.http import HAND_OFF, error_answer
 
 __all__ = ["RacingStreamResponse"]
 
@@ -72,6 +71,10 @@ class RacingStreamResponse(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hand_off: list[ASGIApp] | None = scope.get(HAND_OFF)
+        if hand_off is not None:
+            hand_off.append(self)  # run by `HandOffMiddleware` once the routing returned
+            return
         if self._drain is not None and self._drain.draining:
             await self.content.aclose()
             await self._end_drained(scope, receive, send)
@@ -114,8 +117,10 @@ class RacingStreamResponse(Response):
                     if not self._started:
                         await self._start(send)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (DatabaseUnavailable, StreamBroken) as exc:
+                    del chunk  # not kept while the body waits for the next one
+        except BrokerError as exc:
             # Ending the stream is the honest answer: the client resumes from its cursor.
+            # (Handed off, the app's exception handlers are no longer around the body.)
             log.warning("stream_ended_early", error=str(exc))
             if not self._started:
                 await error_answer(exc)(scope, receive, send)
@@ -126,9 +131,9 @@ class RacingStreamResponse(Response):
 
     async def _start(self, send: Send) -> None:
         self._started = True
-        await send(
-            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-        )
+        # Sent once, so not kept for the stream's life (a dozen small objects per viewer).
+        headers, self.raw_headers = self.raw_headers, []
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
 
 
 class _Reason(enum.Enum):

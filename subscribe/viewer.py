@@ -199,7 +199,8 @@ class Viewer:
 
 class _Position:
     """The `last` of the delivery rule, shared by `follow` and its table reads,
-    and whether the terminal frame has been delivered (nothing may follow it)."""
+    and whether the stream has ended: the terminal frame delivered, or known to
+    lie at or before the cursor (nothing may follow it)."""
 
     __slots__ = ("ended", "last")
 
@@ -268,8 +269,11 @@ async def follow_batches(
     position = _Position(after)
     if hook is not None:
         await hook("registered")
+    # `del` after each yield: a suspended generator keeps its locals, and an idle
+    # viewer would keep its last page (up to a table read's bytes) for as long as it idles.
     async for page in _table(read_after, position, limit):
         yield page
+        del page
     if position.ended:
         return
     if hook is not None:
@@ -278,39 +282,57 @@ async def follow_batches(
         if not await viewer.wait(idle_s):
             yield None
             continue
-        frames, overflowed = viewer.take()
-        if overflowed:
-            # Cut loose: everything the queue dropped is in the table. Frames the tail
-            # publishes while this reads are queued again, so the hand-over is the same
-            # as a new viewer's. (`frames` holds at most the kept terminal frame.)
+        batches = _wake_up(*viewer.take(), read_after, position, limit)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
+                del batch
+        del batches
+        if position.ended:
+            return
+
+
+async def _wake_up(
+    frames: list[Frame],
+    overflowed: bool,
+    read_after: ReadAfter,
+    position: _Position,
+    limit: int,
+) -> AsyncGenerator[list[Frame], None]:
+    """What one wake-up delivers: the taken `frames` by the delivery rule, gaps and
+    an overflow filled from the table. Sets `position.ended` when nothing more will come."""
+    if overflowed:
+        # Cut loose: everything the queue dropped is in the table. Frames the tail
+        # publishes while this reads are queued again, so the hand-over is the same
+        # as a new viewer's. (`frames` holds at most the kept terminal frame.)
+        async for page in _table(read_after, position, limit):
+            yield page
+        if position.ended:
+            return
+    due: list[Frame] = []
+    for frame in frames:
+        if classify(position.last, frame.seq) is Disposition.GAP:
+            if due:
+                yield due
+                due = []
             async for page in _table(read_after, position, limit):
                 yield page
             if position.ended:
                 return
-        due: list[Frame] = []
-        for frame in frames:
             if classify(position.last, frame.seq) is Disposition.GAP:
-                if due:
-                    yield due
-                    due = []
-                async for page in _table(read_after, position, limit):
-                    yield page
-                if position.ended:
-                    return
-                if classify(position.last, frame.seq) is Disposition.GAP:
-                    raise StreamBroken(f"seq {position.last + 1} is not in the table")
-            if classify(position.last, frame.seq) is Disposition.DUPLICATE:
-                if frame.terminal:
-                    break  # the cursor was at or past the end: nothing more will come
-                continue
-            position.advance(frame)
-            due.append(frame)
-            if position.ended:
-                break
-        if due:
-            yield due
-        if position.ended or (frames and frames[-1].terminal and position.last >= frames[-1].seq):
-            return
+                raise StreamBroken(f"seq {position.last + 1} is not in the table")
+        if classify(position.last, frame.seq) is Disposition.DUPLICATE:
+            if frame.terminal:
+                break  # the cursor was at or past the end: nothing more will come
+            continue
+        position.advance(frame)
+        due.append(frame)
+        if position.ended:
+            break
+    if due:
+        yield due
+    if frames and frames[-1].terminal and position.last >= frames[-1].seq:
+        position.ended = True
 
 
 async def follow(
