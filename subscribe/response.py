@@ -13,8 +13,16 @@ from outside (the server's) still propagates.
 
 The start of the response is sent with the first chunk, so a body that
 waits (the `application/json` answer waits for the terminal event) still
-notices a disconnect, and a database failure before the first chunk is
-answered as the contract's 503 rather than a broken stream.
+notices a disconnect, and a broker error before the first chunk (the
+database unavailable: 503) is answered in the contract's shape rather than
+as a broken stream; after it, the stream just ends.
+
+Under `HandOffMiddleware` (the app's) the response does not stream where it
+is called: it hands itself off and runs once the routing and the
+middlewares beneath have returned, so an idle stream does not keep their
+frames, FastAPI's request or its exit stacks (issue 13). The app's
+exception handlers are then no longer around it, hence the errors above are
+answered here.
 
 The process's `Drain` (shutdown signal) stops the body the same way, through
 a callback rather than a task per viewer: the body is closed and the
