@@ -104,6 +104,8 @@ class RacingStreamResponse(Response):
                 self._drain.forget(stop.drained)
             watcher.cancel()
             await asyncio.wait((watcher,))
+        if not watcher.cancelled():
+            watcher.result()  # a `receive` that failed is the server's to report
         if stop.reason is _Reason.DRAIN:
             await self._end_drained(scope, receive, send)
 

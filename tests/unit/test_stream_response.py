@@ -215,3 +215,17 @@ async def test_without_a_hand_off_the_app_runs_as_it_is() -> None:
     peer = Peer()
     await HandOffMiddleware(app)(scope(), peer.receive, peer.send)
     assert peer.status() == 204
+
+
+async def test_a_receive_that_fails_stops_the_body_and_its_error_reaches_the_server() -> None:
+    body = Body(b"one")
+    peer = Peer()
+
+    async def failing_receive() -> Message:
+        await until_sent(peer, 2)  # fails once the stream is under way
+        raise OSError("the transport is broken")
+
+    with pytest.raises(OSError, match="transport is broken"):
+        async with asyncio.timeout(5):
+            await response(body)(scope(), failing_receive, peer.send)
+    assert body.log == ["started", "closed"]
