@@ -32,6 +32,7 @@ from broker.web.draining import Drain
 from broker.web.heap import startup_heap_frozen
 from broker.web.http import (
     BodyLimitMiddleware,
+    HandOffMiddleware,
     RequestIdMiddleware,
     UnicodeBodyMiddleware,
     error_response,
@@ -123,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     redact_access_log()  # whoever serves the app: no URL credential in the access log
     app.add_middleware(UnicodeBodyMiddleware)  # inside the body limit: reads a bounded body
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HandOffMiddleware)  # streams run here, once the app beneath returned
     app.add_middleware(RequestIdMiddleware)
     _add_health_routes(app)
     app.include_router(subscribe_router)

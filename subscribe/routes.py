@@ -76,7 +76,14 @@ _STREAM_HEADERS = {
     "Vary": "Accept",
 }
 
-Caller = Annotated[Principal, Depends(authenticate)]
+
+async def _caller(request: Request) -> Principal:
+    """`authenticate`, on the loop: run as a sync dependency, it would take a trip
+    through the thread pool, whose per-task state then lives as long as the stream."""
+    return authenticate(request)
+
+
+Caller = Annotated[Principal, Depends(_caller)]
 
 
 def _message_out(stored: StoredMessage) -> MessageOut:
@@ -207,6 +214,7 @@ async def _sse(
             elif batch:
                 yield b"".join(frame.sse for frame in batch)
                 metrics.events_delivered.inc(len(batch))
+            del batch  # not kept while the viewer idles (`follow_batches`)
 
 
 async def _ndjson(
@@ -220,6 +228,7 @@ async def _ndjson(
             elif batch:
                 yield b"".join(frame.ndjson for frame in batch)
                 metrics.events_delivered.inc(len(batch))
+            del batch
 
 
 async def _document(

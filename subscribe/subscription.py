@@ -192,6 +192,7 @@ async def live_batches(
         async with contextlib.aclosing(items):
             async for item in items:
                 yield item
+                del item  # not kept while the viewer idles (`follow_batches`)
     finally:
         hub.leave(viewer)
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 from models.ids import RunId
@@ -88,9 +87,10 @@ class Viewer:
     __slots__ = (
         "_bytes",
         "_expired",
+        "_pending",
         "_queue",
-        "_ready",
         "_timer",
+        "_waiter",
         "closed",
         "max_bytes",
         "maxsize",
@@ -104,9 +104,13 @@ class Viewer:
         self.max_bytes = max_bytes
         self.overflowed = False
         self.closed = False
-        self._queue: deque[Frame] = deque()
+        # A list, not a deque: an empty deque holds a 64-slot block (~600 B) per idle viewer.
+        self._queue: list[Frame] = []
         self._bytes = 0
-        self._ready = asyncio.Event()
+        # `_pending` and a future made only while waiting stand for an `asyncio.Event`,
+        # which would hold a deque of waiters of its own.
+        self._pending = False
+        self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._expired = False
 
@@ -138,7 +142,7 @@ class Viewer:
                 # from it alone that nothing more will come.
                 self._queue.append(frames[-1])
                 self._bytes = frames[-1].size
-        self._ready.set()
+        self._wake()
 
     def close(self) -> None:
         """End the viewer's stream at its next wait (shutdown), and drop its timer."""
@@ -146,9 +150,9 @@ class Viewer:
             self._timer.cancel()
             self._timer = None
         self.closed = True
-        self._queue.clear()
+        self._queue = []
         self._bytes = 0
-        self._ready.set()
+        self._wake()
 
     async def wait(self, idle_s: float) -> bool:
         """Wait until frames, an overflow or a close is pending (True), or the viewer's
@@ -160,34 +164,43 @@ class Viewer:
         """
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(idle_s, self._on_deadline)
-        if not self._ready.is_set():
-            await self._ready.wait()
+        if not self._pending:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         if self._queue or self.overflowed or self.closed:
             return True
-        self._ready.clear()  # woken by the deadline alone
+        self._pending = False  # woken by the deadline alone
         self._expired = False
         return False
 
     def _on_deadline(self) -> None:
         self._timer = None
         self._expired = True
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        self._pending = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def take(self) -> tuple[list[Frame], bool]:
         """Everything queued, and whether frames were dropped since the last take."""
-        frames = list(self._queue)
+        frames, self._queue = self._queue, []
         overflowed = self.overflowed
-        self._queue.clear()
         self._bytes = 0
         self.overflowed = False
         if not self._expired:
-            self._ready.clear()  # else the next wait reports the deadline at once
+            self._pending = False  # else the next wait reports the deadline at once
         return frames, overflowed
 
 
 class _Position:
     """The `last` of the delivery rule, shared by `follow` and its table reads,
-    and whether the terminal frame has been delivered (nothing may follow it)."""
+    and whether the stream has ended: the terminal frame delivered, or known to
+    lie at or before the cursor (nothing may follow it)."""
 
     __slots__ = ("ended", "last")
 
@@ -256,8 +269,11 @@ async def follow_batches(
     position = _Position(after)
     if hook is not None:
         await hook("registered")
+    # `del` after each yield: a suspended generator keeps its locals, and an idle
+    # viewer would keep its last page (up to a table read's bytes) for as long as it idles.
     async for page in _table(read_after, position, limit):
         yield page
+        del page
     if position.ended:
         return
     if hook is not None:
@@ -266,39 +282,57 @@ async def follow_batches(
         if not await viewer.wait(idle_s):
             yield None
             continue
-        frames, overflowed = viewer.take()
-        if overflowed:
-            # Cut loose: everything the queue dropped is in the table. Frames the tail
-            # publishes while this reads are queued again, so the hand-over is the same
-            # as a new viewer's. (`frames` holds at most the kept terminal frame.)
+        batches = _wake_up(*viewer.take(), read_after, position, limit)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                yield batch
+                del batch
+        del batches
+        if position.ended:
+            return
+
+
+async def _wake_up(
+    frames: list[Frame],
+    overflowed: bool,
+    read_after: ReadAfter,
+    position: _Position,
+    limit: int,
+) -> AsyncGenerator[list[Frame], None]:
+    """What one wake-up delivers: the taken `frames` by the delivery rule, gaps and
+    an overflow filled from the table. Sets `position.ended` when nothing more will come."""
+    if overflowed:
+        # Cut loose: everything the queue dropped is in the table. Frames the tail
+        # publishes while this reads are queued again, so the hand-over is the same
+        # as a new viewer's. (`frames` holds at most the kept terminal frame.)
+        async for page in _table(read_after, position, limit):
+            yield page
+        if position.ended:
+            return
+    due: list[Frame] = []
+    for frame in frames:
+        if classify(position.last, frame.seq) is Disposition.GAP:
+            if due:
+                yield due
+                due = []
             async for page in _table(read_after, position, limit):
                 yield page
             if position.ended:
                 return
-        due: list[Frame] = []
-        for frame in frames:
             if classify(position.last, frame.seq) is Disposition.GAP:
-                if due:
-                    yield due
-                    due = []
-                async for page in _table(read_after, position, limit):
-                    yield page
-                if position.ended:
-                    return
-                if classify(position.last, frame.seq) is Disposition.GAP:
-                    raise StreamBroken(f"seq {position.last + 1} is not in the table")
-            if classify(position.last, frame.seq) is Disposition.DUPLICATE:
-                if frame.terminal:
-                    break  # the cursor was at or past the end: nothing more will come
-                continue
-            position.advance(frame)
-            due.append(frame)
-            if position.ended:
-                break
-        if due:
-            yield due
-        if position.ended or (frames and frames[-1].terminal and position.last >= frames[-1].seq):
-            return
+                raise StreamBroken(f"seq {position.last + 1} is not in the table")
+        if classify(position.last, frame.seq) is Disposition.DUPLICATE:
+            if frame.terminal:
+                break  # the cursor was at or past the end: nothing more will come
+            continue
+        position.advance(frame)
+        due.append(frame)
+        if position.ended:
+            break
+    if due:
+        yield due
+    if frames and frames[-1].terminal and position.last >= frames[-1].seq:
+        position.ended = True
 
 
 async def follow(

@@ -13,7 +13,9 @@ sets the drain at once, and the app reacts:
 - `POST .../runs` answers 503 with `Retry-After` (`broker.write.routes`);
 - every open stream ends cleanly (`subscribe.response`), so the server goes
   on to the lifespan's shutdown within milliseconds: buffers flushed, leases
-  released for another replica's sweeper.
+  released for another replica's sweeper. A stream registers a callback
+  (`on_begin`) rather than a task waiting on the drain: an idle viewer then
+  costs a set entry here, not a task.
 
 `begin` sets it by hand (the lifespan's shutdown does, for a server stopped
 without a signal). Off the main thread, where signals cannot be caught,
@@ -40,6 +42,7 @@ class Drain:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._callbacks: set[Callable[[], object]] = set()
         self._installed: dict[int, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
     @property
@@ -47,8 +50,23 @@ class Drain:
         return self._event.is_set()
 
     def begin(self) -> None:
-        """Start draining now (idempotent)."""
+        """Start draining now (idempotent); calls every `on_begin` callback once."""
+        if self._event.is_set():
+            return
         self._event.set()
+        callbacks, self._callbacks = self._callbacks, set()
+        for callback in callbacks:
+            callback()
+
+    def on_begin(self, callback: Callable[[], object]) -> None:
+        """Call `callback()` when draining begins (never, if it already has: check
+        `draining` first). `forget` it when it is no longer wanted."""
+        if not self._event.is_set():
+            self._callbacks.add(callback)
+
+    def forget(self, callback: Callable[[], object]) -> None:
+        """Undo `on_begin(callback)`; a callback not registered is ignored."""
+        self._callbacks.discard(callback)
 
     async def wait(self) -> None:
         """Return once draining has begun."""
@@ -68,7 +86,7 @@ class Drain:
                 signum: int, frame: FrameType | None, previous: Callable[..., Any] = previous
             ) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop is already closed
-                    loop.call_soon_threadsafe(self._event.set)
+                    loop.call_soon_threadsafe(self.begin)
                 previous(signum, frame)
 
             signal.signal(sig, handler)

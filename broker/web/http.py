@@ -13,7 +13,9 @@ enter, so every request-parsing failure has one answer:
 
 Every request gets an `X-Request-ID` (the caller's, or a new one),
 bound into the logs and sent back. Bodies over the limit are refused with
-413 before they are read into memory.
+413 before they are read into memory. A response that lasts as long as its
+connection is handed off (`HandOffMiddleware`): it runs once the routing and
+the middlewares beneath have returned, so it does not hold their frames.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from broker.web.settings import Settings
 from broker.web.wirejson import WireJSONResponse
 
 __all__ = [
+    "HAND_OFF",
     "BodyLimitMiddleware",
+    "HandOffMiddleware",
     "RequestIdMiddleware",
     "UnicodeBodyMiddleware",
     "authenticate",
@@ -136,8 +140,44 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # Tokens, not `bound_contextvars`: its generator would be kept for a stream's life.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+HAND_OFF = "broker.hand_off"
+"""Scope key of `HandOffMiddleware`: a list a response may append itself to."""
+
+
+class HandOffMiddleware:
+    """Run a long response after the app beneath has returned, not inside it.
+
+    A stream lasts as long as its connection; run where it is made, it keeps every
+    frame beneath this one alive for that long: the routing, FastAPI's request and
+    its exit stacks, the middlewares inside this one (about a third of an idle SSE
+    viewer's memory). A response that may take this path (`RacingStreamResponse`)
+    appends itself to `scope[HAND_OFF]` and returns without sending anything; once
+    the app has returned, this calls the response here (with the scope as it came:
+    the app had a copy). It sits inside `RequestIdMiddleware`, so the request id is still
+    bound and still sent. The app's exception handlers no longer see the response's
+    errors: it answers the contract's errors itself.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        handed: list[ASGIApp] = []
+        # The app's own copy: what it adds (the route, FastAPI's exit stacks) goes with it.
+        await self.app({**scope, HAND_OFF: handed}, receive, send)
+        if handed:
+            await handed.pop()(scope, receive, send)
 
 
 class BodyLimitMiddleware:

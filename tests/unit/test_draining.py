@@ -63,3 +63,38 @@ async def test_uninstall_leaves_a_handler_installed_after_ours_alone() -> None:
         assert signal.getsignal(signal.SIGINT) is later
     finally:
         signal.signal(signal.SIGINT, original)
+
+
+async def test_begin_calls_each_registered_callback_once_and_forgotten_ones_never() -> None:
+    drain = Drain()
+    called: list[str] = []
+
+    def first() -> None:
+        called.append("first")
+
+    def forgotten() -> None:
+        called.append("forgotten")
+
+    drain.on_begin(first)
+    drain.on_begin(forgotten)
+    drain.forget(forgotten)
+    drain.forget(lambda: None)  # never registered: ignored
+    drain.begin()
+    drain.begin()
+    assert called == ["first"]
+    drain.on_begin(forgotten)  # too late: the caller checks `draining` first
+    assert called == ["first"]
+
+
+async def test_a_signal_calls_the_callbacks_too() -> None:
+    original = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        drain = Drain()
+        drain.install()
+        woken = asyncio.Event()
+        drain.on_begin(woken.set)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(woken.wait(), 5)
+        drain.uninstall()
+    finally:
+        signal.signal(signal.SIGTERM, original)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import inspect
 import random
 import uuid
 from collections.abc import AsyncGenerator
@@ -14,7 +17,15 @@ from models.events import Complete, CompleteData, StoredEvent, Text, TextData
 from models.ids import RunId
 from subscribe.errors import StreamBroken
 from subscribe.tail import Tail
-from subscribe.viewer import Disposition, Frame, Viewer, classify, follow, frame_of
+from subscribe.viewer import (
+    Disposition,
+    Frame,
+    Viewer,
+    classify,
+    follow,
+    follow_batches,
+    frame_of,
+)
 
 RUN = RunId(uuid.uuid4())
 TS = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -256,3 +267,35 @@ async def test_a_viewer_past_the_end_of_a_finished_tail_is_told_it_is_over() -> 
     viewer = Viewer(RUN, maxsize=10)
     tail.add(viewer)
     assert await seqs(follow(viewer, 3, table.read_after, idle_s=5)) == []
+
+
+async def test_a_viewer_idling_after_its_catch_up_and_a_wake_up_keeps_no_page() -> None:
+    # A suspended generator keeps its locals: an idle viewer must not keep the last
+    # page it delivered (up to a table read's bytes) until its next event.
+    table = Table()
+    table.append(50)
+    viewer = Viewer(RUN, maxsize=100)
+    batches = follow_batches(viewer, 0, table.read_after, idle_s=60)
+    page = await anext(batches)
+    assert [frame.seq for frame in page] == list(range(1, 51))
+    waiting = asyncio.create_task(anext(batches))
+    await asyncio.sleep(0.01)  # now idle in `wait`
+    assert not waiting.done()
+    assert _held_by_generators(page) == []
+    viewer.offer([frame_of(e) for e in table.append(3)])
+    woken = await waiting
+    assert [frame.seq for frame in woken] == [51, 52, 53]
+    waiting = asyncio.create_task(anext(batches))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    assert _held_by_generators(woken) == []
+    assert all(_held_by_generators(frame) == [] for frame in woken)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await batches.aclose()
+
+
+def _held_by_generators(item: object) -> list[object]:
+    gc.collect()
+    return [r for r in gc.get_referrers(item) if inspect.isasyncgen(r)]
