@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from broker.store.records import RunState
+from broker.web.wirejson import dumps
 from models.api import RunOut
 from models.events import StoredEvent
 
 __all__ = [
     "Block",
     "json_document",
+    "json_document_bytes",
     "render_markdown",
     "render_plain",
     "run_view",
@@ -71,6 +73,13 @@ def json_document(state: RunState, events: Sequence[StoredEvent]) -> dict[str, A
         "run": run_view(state).model_dump(mode="json"),
         "events": [event.to_wire() for event in events],
     }
+
+
+def json_document_bytes(state: RunState, bodies: Sequence[bytes]) -> bytes:
+    """`json_document` as `dumps` writes it, from the events' wire JSON (`Frame.body`)
+    without parsing them: what a waiting `application/json` answer keeps is those bytes."""
+    run = dumps(run_view(state).model_dump(mode="json")).encode()
+    return b'{"run":%s,"events":[%s]}' % (run, b",".join(bodies))
 
 
 def transcript(events: Sequence[StoredEvent]) -> list[Block]:

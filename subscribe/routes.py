@@ -37,14 +37,12 @@ from broker.web.auth import Principal
 from broker.web.http import authenticate, get_settings, get_store, path_id
 from broker.web.metrics import Metrics
 from broker.web.sse import encode_comment, encode_retry
-from broker.web.wirejson import dumps
 from models.api import MessageOut, MessagesOut, RunOut, SubscribeRequest
-from models.events import StoredEvent
 from models.ids import RunId, ThreadId
 from subscribe.cursor import parse_cursor, resolve_cursor
 from subscribe.hub import Hub
 from subscribe.negotiation import Format, negotiate
-from subscribe.render import json_document, render_markdown, render_plain, run_view
+from subscribe.render import json_document_bytes, render_markdown, render_plain, run_view
 from subscribe.response import RacingStreamResponse
 from subscribe.subscription import (
     due_batches,
@@ -244,19 +242,23 @@ async def _document(
     While a JSON answer waits, each keepalive tick sends one space: whitespace before
     a JSON value is still the same document, and a proxy sees the connection alive.
     """
-    events: list[StoredEvent] = []
+    # JSON keeps each event's wire bytes, shared with the tail (a parsed event costs ten
+    # times more, for every waiting answer); the renderers need the parsed events.
+    kept: list[Frame] = []
     async with contextlib.aclosing(frames):
         async for frame in frames:
             if frame is not None:
-                events.append(frame.event)
+                kept.append(frame)
             elif answer_format is Format.JSON:
                 yield JSON_KEEPALIVE
     # The row as it is now: the terminal event and the run's final status commit together.
     final = await store.get_run_state(caller.workspace_id, state.record.run_id)
-    metrics.events_delivered.inc(len(events))
+    metrics.events_delivered.inc(len(kept))
     if answer_format is Format.JSON:
-        text = dumps(json_document(final, events))
-    elif answer_format is Format.MARKDOWN:
+        yield json_document_bytes(final, [frame.body for frame in kept])
+        return
+    events = [frame.event for frame in kept]
+    if answer_format is Format.MARKDOWN:
         text = render_markdown(final, events)
     else:
         text = render_plain(final, events)

@@ -9,6 +9,7 @@ from typing import Literal
 import pytest
 
 from broker.store.records import RunRecord, RunState, StoredMessage
+from broker.web.wirejson import dumps
 from models.events import (
     Cancelled,
     CancelledData,
@@ -32,7 +33,15 @@ from models.events import (
     ToolUseData,
 )
 from models.ids import RunId, ThreadId, WorkspaceId
-from subscribe.render import json_document, render_markdown, render_plain, run_view, transcript
+from subscribe.frame import frame_of
+from subscribe.render import (
+    json_document,
+    json_document_bytes,
+    render_markdown,
+    render_plain,
+    run_view,
+    transcript,
+)
 from subscribe.subscription import ending_event
 
 TS = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
@@ -188,3 +197,14 @@ def test_the_ending_is_rebuilt_from_the_run_row_with_the_terminal_seq(
     ending = ending_event(state(status, head=57, **fields), messages)
     assert ending.seq == 57 and ending.ts == TS
     assert ending.event == expected
+
+
+def test_the_json_document_spliced_from_wire_bytes_is_the_one_dumps_writes() -> None:
+    events = [
+        *EVENTS[:3],
+        StoredEvent(seq=4, ts=TS, event=Text(data=TextData(text='é \u2028 \u0085 "q"'))),
+    ]
+    bodies = [frame_of(event).body for event in events]
+    run = state()
+    assert json_document_bytes(run, bodies) == dumps(json_document(run, events)).encode()
+    assert json_document_bytes(run, []) == dumps(json_document(run, [])).encode()
