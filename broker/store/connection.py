@@ -72,6 +72,9 @@ class Connected:
                     if lost or not isinstance(exc, Exception):
                         await conn.invalidate()
                     if lost:
+                        # As SQLAlchemy does on a disconnect: the pooled connections died
+                        # with this one; the retry must not meet them one by one.
+                        await self.engine.dispose()
                         raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
                     raise
 

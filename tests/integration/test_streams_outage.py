@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from broker.errors import DatabaseUnavailable
 from broker.store.postgres import Store
+from broker.store.records import PendingEvent, RunFlush
 from models.events import Complete, CompleteData
 from tests.database import TestDatabases
+from tests.e2e.test_subscribe_support import WRITER, new_run
 from tests.integration.streams_helpers import counter, manager, open_runs, run_row, stored, text
 
 _TERMINATE = sa.text(
@@ -92,3 +97,26 @@ async def test_terminating_the_writers_connections_mid_run_loses_and_duplicates_
         assert events[-1].event.event_type == "complete"
         row = await run_row(store, run)
         assert (row.status, row.last_seq) == ("completed", count)
+
+
+async def test_after_the_server_dropped_every_connection_the_next_flush_gets_a_fresh_one(
+    store: Store, databases: TestDatabases, database_url: str
+) -> None:
+    run = await new_run(store)
+    pooled = [await store.engine.connect() for _ in range(4)]  # a pool of live connections
+    for conn in pooled:
+        await conn.execute(sa.text("SELECT 1"))
+    for conn in pooled:
+        await conn.close()
+    admin = create_async_engine(databases.admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(_TERMINATE, {"db": make_url(database_url).database})
+    finally:
+        await admin.dispose()
+    flush = [RunFlush(run.run_id, run.thread_id, 2)]
+    event = [PendingEvent(run.run_id, 2, text("after the restart"), datetime.now(UTC))]
+    with pytest.raises(DatabaseUnavailable):
+        await store.flush_runs(WRITER, 60.0, flush, event)  # the connection it met was dead
+    # One failure, not one per dead pooled connection: the next try connects afresh.
+    assert await store.flush_runs(WRITER, 60.0, flush, event) == {run.run_id: None}
