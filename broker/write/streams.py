@@ -245,9 +245,9 @@ class StreamManager:
         self._failures = 0
         self._retry_at = None
         self._metrics.flush_duration.observe(time.perf_counter() - began)
-        self._metrics.buffered_events.set(self._unflushed_total)
         self._metrics.flushes.inc()
         self._settle(runs, batch, accepted, started)
+        self._metrics.buffered_events.set(self._unflushed_total)  # what is still unstored
         if events:
             self._metrics.batch_size.observe(len(events))
         self._signal_progress()

@@ -317,4 +317,6 @@ async def test_the_backlog_of_all_runs_says_when_producers_must_wait_and_a_flush
     await asyncio.wait_for(waiting, 5)
     assert not manager.backlogged
     assert [e.seq for e in await memory.read_events(one.run_id, 0)] == [1, 2, 3]
+    # The gauge says what is still unstored once the flush has settled: nothing.
+    assert manager._metrics.registry.get_sample_value("broker_buffered_events") == 0
     await manager.close()
