@@ -11,13 +11,13 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from broker.store.records import RawEvent
-from broker.store.sealing import decode_event
+from broker.store.records import PendingEvent, RawEvent
+from broker.store.sealing import decode_event, stamp
 from broker.web.sse import encode_event
 from broker.web.wirejson import dumps, escape_line_breaks
 from models.events import TERMINAL_EVENT_TYPES, StoredEvent, is_terminal, parse_event
 
-__all__ = ["Frame", "FramePage", "frame_of", "frame_of_raw"]
+__all__ = ["Frame", "FramePage", "frame_of", "frame_of_pending", "frame_of_raw"]
 
 
 class Frame:
@@ -102,12 +102,25 @@ def frame_of_raw(raw: RawEvent) -> Frame:
     end = text.find(b'"', len(_TYPE))
     if not text.startswith(_TYPE) or cut < 0 or end < 0 or not text.endswith(b'"}'):
         return frame_of(decode_event(raw.seq, text))
-    ts = _wire_ts(datetime.fromisoformat(text[cut + len(_TS) : -2].decode()))
-    body = b'{"seq":%d,%s,"ts":"%s"}' % (raw.seq, text[1:cut], ts)
+    ts = datetime.fromisoformat(text[cut + len(_TS) : -2].decode())
+    terminal = text[len(_TYPE) : end].decode() in TERMINAL_EVENT_TYPES
+    return _spliced(raw.seq, text[1:cut], ts, terminal)
+
+
+def frame_of_pending(event: PendingEvent) -> Frame:
+    """The frame of an event the flush has just stored, from its JSON and its time:
+    what `frame_of_raw` makes of the row, without stamping the time in to cut it out."""
+    if not event.body.startswith(_TYPE) or not event.body.endswith(b"}"):
+        return frame_of_raw(RawEvent(event.seq, stamp(event.body, event.ts)))
+    return _spliced(event.seq, event.body[1:-1], event.ts, event.terminal)
+
+
+def _spliced(seq: int, fields: bytes, ts: datetime, terminal: bool) -> Frame:
+    """`{"seq":…,<fields>,"ts":…}`, escaped as `dumps` writes it."""
+    body = b'{"seq":%d,%s,"ts":"%s"}' % (seq, fields, _wire_ts(ts))
     if b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body or b"\xc2\x85" in body:
         body = escape_line_breaks(body.decode()).encode()  # as `dumps` writes them
-    terminal = text[len(_TYPE) : end].decode() in TERMINAL_EVENT_TYPES
-    return Frame(raw.seq, body, terminal=terminal)
+    return Frame(seq, body, terminal=terminal)
 
 
 def _wire_ts(ts: datetime) -> bytes:

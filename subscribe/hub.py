@@ -37,8 +37,7 @@ import structlog
 
 from broker.store.notify import parse_cancel, parse_notify
 from broker.store.ports import TailPort
-from broker.store.records import PendingEvent, RawEvent
-from broker.store.sealing import stamp
+from broker.store.records import PendingEvent
 from broker.web.metrics import Metrics
 from broker.web.settings import Settings
 from models.ids import RunId
@@ -223,7 +222,7 @@ class Hub:
         tail = self._tails.get(run_id)
         if tail is None or tail.finished or not events or events[0].seq != tail.head + 1:
             return
-        tail.publish([RawEvent(e.seq, stamp(e.body, e.ts)) for e in events])
+        tail.publish(events)
 
     # --- reading ----------------------------------------------------------------------
 

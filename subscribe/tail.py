@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
-from broker.store.records import RawEvent
+from broker.store.records import PendingEvent, RawEvent
 from models.events import StoredEvent
 from models.ids import RunId
+from subscribe.frame import frame_of_pending
 from subscribe.viewer import Frame, Viewer, frame_of, frame_of_raw
 
 __all__ = ["RING_BYTES", "RING_FRAMES", "Tail"]
@@ -92,13 +93,18 @@ class Tail:
             # already past it; then this is what tells it the run is over.
             viewer.offer([self.terminal])
 
-    def publish(self, events: Sequence[StoredEvent | RawEvent]) -> list[Frame]:
+    def publish(self, events: Sequence[StoredEvent | RawEvent | PendingEvent]) -> list[Frame]:
         """Encode the events that continue the head once, and offer them to every viewer."""
         frames: list[Frame] = []
         for event in events:
             if self.finished or event.seq != self.head + 1:
                 continue
-            frame = frame_of_raw(event) if isinstance(event, RawEvent) else frame_of(event)
+            if isinstance(event, RawEvent):
+                frame = frame_of_raw(event)
+            elif isinstance(event, PendingEvent):
+                frame = frame_of_pending(event)
+            else:
+                frame = frame_of(event)
             frames.append(frame)
             self._remember(frame)
             self.head = event.seq

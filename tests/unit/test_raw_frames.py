@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.store.records import RawEvent
+from broker.store.records import PendingEvent, RawEvent
 from broker.store.sealing import encode_event
 from models.events import (
     ChatMessage,
@@ -29,6 +29,8 @@ from models.events import (
     ToolUse,
     ToolUseData,
 )
+from models.ids import RunId, new_id
+from subscribe.frame import frame_of_pending
 from subscribe.viewer import frame_of, frame_of_raw
 
 TS = datetime(2026, 11, 30, 3, 4, 5, 678_901, tzinfo=UTC)
@@ -99,4 +101,23 @@ def test_any_text_frames_the_same_raw_or_parsed(text: str, ts: datetime) -> None
     same(
         frame_of_raw(RawEvent(5, encode_event(event, ts))),
         frame_of(StoredEvent(seq=5, ts=ts, event=event)),
+    )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Text(data=TextData(text='é \u2028 \u2029 \u0085 "q"')),
+        Complete(data=CompleteData(new_messages=[ChatMessage(role="assistant", content="ok")])),
+    ],
+)
+def test_a_just_stored_event_frames_as_its_stored_row_does(event: StreamEvent) -> None:
+    ts = datetime(2026, 11, 30, 7, 0, 0, 123456, tzinfo=UTC)
+    pending = PendingEvent(RunId(new_id()), 7, event, ts)
+    from_row = frame_of_raw(RawEvent(7, encode_event(event, ts)))
+    frame = frame_of_pending(pending)
+    assert (frame.seq, frame.body, frame.terminal) == (
+        from_row.seq,
+        from_row.body,
+        from_row.terminal,
     )
