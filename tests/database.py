@@ -15,6 +15,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -22,10 +23,24 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from broker.store.database import embedded_url, secure_embedded
 from broker.store.migrate import upgrade
+from tests.cutting_proxy import GOODBYE
 
-__all__ = ["TestDatabases", "test_server_url"]
+__all__ = ["TestDatabases", "hear_goodbye", "test_server_url"]
 
 TEMPLATE = "broker_template"
+
+
+def hear_goodbye(driver: Any) -> None:
+    """Have an idle asyncpg connection read its server's goodbye, but not yet the socket's end.
+
+    What the socket delivers first when a backend is terminated. In that window the
+    connection's next statement fails with asyncpg's `InternalClientError` ("cannot
+    switch to state 11; another operation (2) is in progress"), not a connection
+    error: the protocol read the FATAL while idle and waits for a `ReadyForQuery` that
+    never comes. Made on purpose here, it is the race a real termination loses now
+    and then.
+    """
+    driver._protocol.data_received(GOODBYE)
 
 
 def _docker_answers() -> bool:

@@ -91,12 +91,17 @@ _REJECTED_SQLSTATES = frozenset(
     }
 )
 _TIMEOUT_SQLSTATES = frozenset({"57014"})  # query_canceled: the statement timeout fired
-_CONNECT_ERRORS = (
+_DRIVER_ERRORS = (
     OSError,
     TimeoutError,
-    ValueError,  # a DSN the driver cannot parse
-    asyncpg.PostgresError,  # e.g. a wrong password or an unknown database
+    asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+"""What a statement on an open connection may raise."""
+_CONNECT_ERRORS = (
+    *_DRIVER_ERRORS,
+    ValueError,  # a DSN the driver cannot parse
 )
 _MULTIPLE_COMMANDS = "cannot insert multiple commands into a prepared statement"
 _PREFETCH = 8
@@ -175,23 +180,29 @@ async def _connect(dsn: str, policy: Policy, timeout_s: float) -> Any:
         raise IntegrationUnavailable(_UNAVAILABLE)
     try:
         await _check_server_and_role(conn, policy, timeout_s)
-        for name in ("json", "jsonb"):
-            await conn.set_type_codec(
-                name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-            )
-        # The driver answers 'infinity' as datetime.max: decode the binary form here.
-        for name, decoder in _MOMENT_DECODERS.items():
-            await conn.set_type_codec(
-                name,
-                encoder=pg_moment_encoder,
-                decoder=decoder,
-                schema="pg_catalog",
-                format="tuple",
-            )
-    except BaseException:
+        await _set_codecs(conn)
+    except BaseException as exc:
         conn.terminate()
+        if isinstance(exc, _DRIVER_ERRORS):
+            log.warning("integration_connect_failed", error_type=type(exc).__name__, error=str(exc))
+            raise IntegrationUnavailable(_UNAVAILABLE) from exc
         raise
     return conn
+
+
+async def _set_codecs(conn: Any) -> None:
+    """JSON as JSON; the date and time types decoded from their binary form."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # The driver answers 'infinity' as datetime.max: decode the binary form here.
+    for name, decoder in _MOMENT_DECODERS.items():
+        await conn.set_type_codec(
+            name,
+            encoder=pg_moment_encoder,
+            decoder=decoder,
+            schema="pg_catalog",
+            format="tuple",
+        )
 
 
 def _password_of(dsn: str) -> str:
@@ -230,9 +241,9 @@ async def _check_server_and_role(conn: Any, policy: Policy, timeout_s: float) ->
     """Ask the server who it is and what the role may do; `IntegrationRefused` if too much."""
     try:
         row = await conn.fetchrow(_FACTS_SQL, list(DANGEROUS_ROLES), timeout=timeout_s)
-    except TimeoutError as exc:
-        raise IntegrationUnavailable(_UNAVAILABLE) from exc
     except asyncpg.PostgresError as exc:
+        if _connection_lost(conn, exc):
+            raise  # `_connect` answers it as unavailable
         raise IntegrationRefused("the server does not say which server it is") from exc
     if not policy.managed:
         reason = server_refusal(str(row["system_identifier"] or ""), policy.own_identifier)
@@ -281,17 +292,41 @@ async def _fetch(
                     break
                 rows.append(row)
                 size += row_bytes
-    except asyncpg.PostgresError as exc:
-        raise _query_error(exc) from exc
     except TimeoutError as exc:
         raise QueryTimeout(f"the query ran over {timeout_s:g} s") from exc
-    except (OSError, asyncpg.ConnectionDoesNotExistError) as exc:
-        raise IntegrationUnavailable(
-            f"lost the connection to the integration's database ({type(exc).__name__})"
-        ) from exc
-    except asyncpg.InterfaceError as exc:
+    except _DRIVER_ERRORS as exc:
+        if _connection_lost(conn, exc):
+            raise IntegrationUnavailable(
+                f"lost the connection to the integration's database ({type(exc).__name__})"
+            ) from exc
+        if isinstance(exc, asyncpg.PostgresError):
+            raise _query_error(exc) from exc
         raise QueryFailed(str(exc)) from exc
     return QueryResult(columns=columns, rows=rows, truncated=truncated)
+
+
+def _connection_lost(conn: Any, exc: BaseException) -> bool:
+    """Whether `exc` means the server is gone, not that a statement failed.
+
+    So: the connection closed; a socket error; SQLSTATE class 08 (connection
+    exception) or 57 (operator intervention: `pg_terminate_backend`, a shutdown)
+    except 57014, `query_canceled`, which is the statement timeout; or the
+    driver's protocol error, met when the server's FATAL goodbye was read
+    before the socket's end (see `broker.store.connection`).
+    """
+    if conn.is_closed() or isinstance(
+        exc,
+        (
+            OSError,
+            asyncpg.ConnectionDoesNotExistError,
+            asyncpg.InternalClientError,
+            asyncpg.PostgresConnectionError,
+        ),
+    ):
+        return True
+    return isinstance(exc, asyncpg.OperatorInterventionError) and not isinstance(
+        exc, asyncpg.QueryCanceledError
+    )
 
 
 async def _prepare_bounded(conn: Any, bounded: str, client_timeout: float) -> Any:
@@ -320,5 +355,5 @@ async def _close(conn: Any) -> None:
     """Close politely, and abort the socket if the server does not answer in time."""
     try:
         await conn.close(timeout=2)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except _DRIVER_ERRORS:
         conn.terminate()

@@ -94,10 +94,22 @@ class Connected:
 _CONNECTION_LOST = (
     OSError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
 )
-"""asyncpg's errors that leave its connection unusable (class 08 and 57 among them)."""
+"""asyncpg's errors that leave its connection unusable.
+
+SQLSTATE classes 08 (connection exception) and 57 (operator intervention:
+`pg_terminate_backend`, a shutdown), a closed socket, and the driver's own
+protocol errors. The last come from a server that said goodbye while the
+connection sat idle in the pool: its FATAL `ErrorResponse` was read before the
+socket's end, the protocol waits for a `ReadyForQuery` that never comes, and
+the next statement fails with `InternalClientError` ("cannot switch to state
+11; another operation (2) is in progress"). SQLAlchemy's own path already
+treats that one as a lost connection (its adapter raises it as an
+`InterfaceError`).
+"""
 
 
 class DriverStatement:

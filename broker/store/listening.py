@@ -18,8 +18,17 @@ from broker.store.notify import CANCEL_CHANNEL, NOTIFY_CHANNEL
 
 __all__ = ["Listening", "listen"]
 
-# Errors of a direct asyncpg connection, translated to `DatabaseUnavailable`.
-_LISTEN_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# Errors of a direct asyncpg connection, translated to `DatabaseUnavailable`. The
+# driver's protocol error is among them: a connection that read its server's FATAL
+# goodbye before the socket's end fails its next statement with it (see
+# `broker.store.connection`'s list of lost-connection errors).
+_LISTEN_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 _PING_TIMEOUT_S = 5.0
 
 

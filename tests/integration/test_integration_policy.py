@@ -27,6 +27,7 @@ from broker.web.auth import mint_token
 from broker.web.capability import mint_capability
 from broker.web.settings import Settings
 from models.ids import WorkspaceId
+from tests.cutting_proxy import cutting_proxy
 from tests.servers import serve
 from tests.tenant_server import TenantServer
 
@@ -303,6 +304,44 @@ async def test_every_connection_failure_is_one_generic_answer(
             assert {answer.status_code for answer in answers} == {502}
             assert len({answer.text for answer in answers}) == 1
             assert PASSWORD not in answers[0].text
+
+
+async def test_a_server_that_goes_away_mid_conversation_is_the_same_generic_answer(
+    settings: Settings, store: Store, tenant_pg: TenantServer, roles: Roles
+) -> None:
+    # The server says goodbye (FATAL 57P01, then the socket closes) at the broker's own
+    # check of who it is, or during the agent's query: a lost connection each time,
+    # never a refusal, a failed query or a 500.
+    async with broker(settings, store, integration_allow="127.0.0.1") as client:
+        healthy = await client.register(roles.dsn(tenant_pg, roles.analyst), "healthy")
+        assert healthy.status_code == 201, healthy.text
+        expected = await client.query(healthy.json()["id"], "SELECT 1 FROM nowhere_at_all")
+        assert expected.status_code == 422  # a query's own failure stays the query's
+        unavailable = []
+        for marker in (b"pg_control_system", b"cut_here"):
+            async with cutting_proxy(tenant_pg.port, marker) as port:
+                dsn = f"postgresql://{roles.analyst}:{PASSWORD}@127.0.0.1:{port}/{roles.database}"
+                if marker == b"pg_control_system":
+                    unavailable.append(await client.register(dsn))
+                record = await store.create_integration(
+                    client.workspace_id, "postgres", uuid.uuid4().hex, {"dsn": dsn}
+                )
+                sql = "SELECT amount /* cut_here */ FROM sales"
+                unavailable.append(await client.query(str(record.integration_id), sql))
+        # The query that ends its own connection: the server's goodbye, for real.
+        record = await store.create_integration(
+            client.workspace_id, "postgres", "self", {"dsn": roles.dsn(tenant_pg, roles.analyst)}
+        )
+        sql = "SELECT pg_terminate_backend(pg_backend_pid())"
+        unavailable.append(await client.query(str(record.integration_id), sql))
+        assert [answer.status_code for answer in unavailable] == [502] * 4, [
+            answer.text for answer in unavailable
+        ]
+        assert {answer.json()["error"]["code"] for answer in unavailable} == {
+            "integration_unavailable"
+        }
+        again = await client.query(healthy.json()["id"], "SELECT amount FROM sales")
+        assert again.status_code == 200, again.text
 
 
 # --- password authentication on the broker's own server ---------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from broker.errors import DatabaseUnavailable
+from broker.errors import DatabaseUnavailable, NotFound
 from broker.store.postgres import Store
 from broker.store.records import PendingEvent, RunFlush
 from models.events import Complete, CompleteData
-from tests.database import TestDatabases
+from models.ids import RunId
+from tests.database import TestDatabases, hear_goodbye
 from tests.e2e.test_subscribe_support import WRITER, new_run
 from tests.integration.streams_helpers import counter, manager, open_runs, run_row, stored, text
 
@@ -120,3 +122,41 @@ async def test_after_the_server_dropped_every_connection_the_next_flush_gets_a_f
         await store.flush_runs(WRITER, 60.0, flush, event)  # the connection it met was dead
     # One failure, not one per dead pooled connection: the next try connects afresh.
     assert await store.flush_runs(WRITER, 60.0, flush, event) == {run.run_id: None}
+
+
+async def _pool_heard_goodbye(store: Store, connections: int) -> None:
+    """Pooled connections that have read their server's goodbye but not yet the socket's end."""
+    pooled = [await store.engine.connect() for _ in range(connections)]
+    drivers: list[Any] = []
+    for conn in pooled:
+        await conn.execute(sa.text("SELECT 1"))
+        drivers.append((await conn.get_raw_connection()).driver_connection)
+    for conn in pooled:
+        await conn.close()
+    for driver in drivers:
+        hear_goodbye(driver)
+
+
+async def test_a_flush_on_a_connection_that_heard_its_servers_goodbye_fails_once(
+    store: Store,
+) -> None:
+    run = await new_run(store)
+    await _pool_heard_goodbye(store, 4)
+    flush = [RunFlush(run.run_id, run.thread_id, 2)]
+    event = [PendingEvent(run.run_id, 2, text("after the goodbye"), datetime.now(UTC))]
+    with pytest.raises(DatabaseUnavailable):
+        await store.flush_runs(WRITER, 60.0, flush, event)
+    assert await store.flush_runs(WRITER, 60.0, flush, event) == {run.run_id: None}
+    assert [e.seq for e in await store.read_events(run.run_id, after=0, limit=10)] == [1, 2]
+
+
+async def test_a_transaction_on_a_connection_that_heard_its_servers_goodbye_fails_once(
+    store: Store,
+) -> None:
+    run = await new_run(store)
+    await _pool_heard_goodbye(store, 4)
+    with pytest.raises(DatabaseUnavailable):  # not the driver's own error, not a 500
+        await store.get_run(run.workspace_id, run.run_id)
+    assert (await store.get_run(run.workspace_id, run.run_id)).run_id == run.run_id
+    with pytest.raises(NotFound):  # and the pool is sound again for every caller
+        await store.get_run(run.workspace_id, RunId(uuid.UUID(int=0)))

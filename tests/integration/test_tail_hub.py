@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +15,9 @@ from broker.store.records import RunRecord
 from broker.web.metrics import Metrics
 from subscribe.frame import frame_of_raw
 from subscribe.hub import Hub
+from subscribe.listener import Listener
 from subscribe.viewer import Viewer
+from tests.database import hear_goodbye
 from tests.e2e.test_subscribe_support import (
     append_texts,
     head_is,
@@ -139,6 +143,27 @@ async def test_with_listen_killed_polling_delivers_and_listen_comes_back(
         await until(lambda: notifications(metrics) > heard, "a NOTIFY after the reconnect")
         await until(lambda: hub.tail_head(run.run_id) == 5, "seq 5")
         assert queued(viewer) == [2, 3, 4, 5]
+
+
+async def test_a_listen_connection_that_heard_its_servers_goodbye_is_replaced(
+    store: Store,
+) -> None:
+    # The socket stays open: only the health ping can find out, and what it meets is
+    # the driver's protocol error, not a connection error.
+    listener = Listener(
+        store, lambda _payload: None, lambda: None, retry_s=(0.05, 0.05), health_s=0.05
+    )
+    task = asyncio.create_task(listener.run())
+    try:
+        await until(lambda: listener.connected, "LISTEN")
+        assert listener._listening is not None
+        hear_goodbye(listener._listening._connection)
+        await until(lambda: listener.connects == 2, "LISTEN to come back")
+        assert not task.done()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def test_after_a_reconnect_every_tail_is_swept_once(
