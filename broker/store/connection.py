@@ -106,9 +106,9 @@ protocol errors. The last come from a server that said goodbye while the
 connection sat idle in the pool: its FATAL `ErrorResponse` was read before the
 socket's end, the protocol waits for a `ReadyForQuery` that never comes, and
 the next statement fails with `InternalClientError` ("cannot switch to state
-11; another operation (2) is in progress"). SQLAlchemy's own path already
-treats that one as a lost connection (its adapter raises it as an
-`InterfaceError`).
+11; another operation (2) is in progress"). On SQLAlchemy's own path that
+one is already a disconnect: the asyncpg connection reports itself closed
+after it, which the dialect's disconnect test checks.
 """
 
 

@@ -7,9 +7,10 @@ database's clock, this machine's), so the states are polled seldom, and one
 run at a time (they end together): polling all 50 runs every 20 ms had been
 2,500 requests a second, and every 250 ms still 200 a second, a fifth of the
 broker's busy time in a profile, counted against ingest. Flushes per second
-come from the broker's own `broker_flushes_total`. The event-loop stall is `GET /healthz`'s response
-time, sampled all along. Afterwards every run is read back from the table
-and must hold run_started, each bench event once, and complete.
+come from the broker's own `broker_flushes_total`. The event-loop stall is
+`GET /healthz`'s response time, sampled all along. Afterwards every run is
+read back from the table and must hold run_started, each bench event once,
+and complete.
 """
 
 from __future__ import annotations
