@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from broker.errors import Conflict, DatabaseUnavailable
+from broker.errors import Conflict
+from broker.store.connection import translated
 from broker.store.crypto import Keyring
 from durable.protocol import ProducerState
 from durable.tables import ds_messages, ds_producers, ds_streams
@@ -179,17 +179,10 @@ class DurableStore:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        """One transaction; driver errors come out as `broker.errors`, as the broker's store's."""
+        with translated():
             async with self.engine.begin() as conn:
                 yield conn
-        except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
-        except (OperationalError, InterfaceError, OSError) as exc:
-            raise DatabaseUnavailable(str(exc)) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailable(str(exc)) from exc
-            raise
 
     async def get(self, workspace_id: uuid.UUID, path: str) -> StreamRecord | None:
         """The stream at `path` (maybe `deleted`); an expired one without forks reads as None."""

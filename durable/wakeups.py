@@ -20,6 +20,7 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 
 from broker.errors import DatabaseUnavailable
+from broker.store.connection import CONNECTION_LOST
 from durable.store import NOTIFY_CHANNEL, DurableStore
 
 __all__ = ["Wakeups"]
@@ -103,6 +104,6 @@ async def _listen(
         await connection.add_listener(
             NOTIFY_CHANNEL, lambda _c, _pid, _channel, payload: on_payload(payload)
         )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (asyncpg.PostgresError, *CONNECTION_LOST) as exc:
         raise DatabaseUnavailable(f"LISTEN {NOTIFY_CHANNEL}: {exc}") from exc
     return connection

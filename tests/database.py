@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from broker.store.database import embedded_url, secure_embedded
 from broker.store.migrate import upgrade
-from tests.cutting_proxy import GOODBYE
+from tests.pg_faults import GOODBYE
 
 __all__ = ["TestDatabases", "hear_goodbye", "test_server_url"]
 

@@ -24,7 +24,7 @@ from broker.store.records import PendingEvent, RawEvent
 from broker.store.sealing import open_event, open_plaintext, seal_events
 from models.events import StoredEvent
 
-__all__ = ["Connected", "DriverStatement"]
+__all__ = ["CONNECTION_LOST", "Connected", "DriverStatement", "translated"]
 
 _log = structlog.get_logger(__name__)
 
@@ -39,7 +39,7 @@ class Connected:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; driver errors come out as `broker.errors`."""
-        with _translated():
+        with translated():
             async with self.engine.begin() as conn:
                 yield conn
 
@@ -47,7 +47,7 @@ class Connected:
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """A connection without BEGIN/COMMIT, for single statements (each one is its own
         transaction anyway): two round trips fewer on the hot paths. Errors as `transaction`."""
-        with _translated():
+        with translated():
             async with self.engine.connect() as conn:
                 yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
@@ -62,13 +62,13 @@ class Connected:
         whose statement was cancelled mid-flight, is invalidated (never reused);
         errors come out as `broker.errors`.
         """
-        with _translated():
+        with translated():
             async with self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 try:
                     yield raw.driver_connection
                 except BaseException as exc:
-                    lost = isinstance(exc, _CONNECTION_LOST)
+                    lost = isinstance(exc, CONNECTION_LOST)
                     if lost or not isinstance(exc, Exception):
                         await conn.invalidate()
                     if lost:
@@ -91,7 +91,7 @@ class Connected:
         return RawEvent(seq, open_plaintext(self.keyring, run_id, seq, key_id, payload))
 
 
-_CONNECTION_LOST = (
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InternalClientError,
@@ -111,6 +111,11 @@ one is already a disconnect: the asyncpg connection reports itself closed
 after it, which the dialect's disconnect test checks.
 """
 
+_UNAVAILABLE = (*CONNECTION_LOST, asyncpg.exceptions.InsufficientResourcesError)
+"""The driver's errors that say the database cannot serve now, not that a statement is
+wrong: a lost connection, a server starting up or shutting down (57P03, "the database
+system is starting up"), too many connections (class 53)."""
+
 
 class DriverStatement:
     """A SQLAlchemy statement compiled once for asyncpg: its SQL and its parameters' order."""
@@ -129,8 +134,14 @@ class DriverStatement:
 
 
 @contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    """Driver errors as `broker.errors`, never quoting the driver's text to a client."""
+def translated() -> Iterator[None]:
+    """Driver errors as `broker.errors`, never quoting the driver's text to a client.
+
+    `IntegrityError` → `Conflict`; a database that cannot serve now (SQLAlchemy's
+    disconnect, or a driver error of `_UNAVAILABLE` under SQLAlchemy's wrapper, as
+    when connecting to a server still starting up) → `DatabaseUnavailable`; a value
+    PostgreSQL refuses as data → `Unstorable`. Anything else is a bug: re-raised.
+    """
     try:
         yield
     except IntegrityError as exc:
@@ -140,9 +151,9 @@ def _translated() -> Iterator[None]:
     except (OperationalError, InterfaceError, OSError) as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise DatabaseUnavailable(str(exc)) from exc
         cause = getattr(exc.orig, "__cause__", None)
+        if exc.connection_invalidated or isinstance(cause, _UNAVAILABLE):
+            raise DatabaseUnavailable(str(exc)) from exc
         if isinstance(exc, DataError) or isinstance(cause, asyncpg.exceptions.DataError):
             # Never the driver's text: it may quote the value.
             _log.info("unstorable_value", error=type(cause or exc.orig).__name__)

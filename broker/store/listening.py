@@ -14,21 +14,15 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.errors import DatabaseUnavailable
+from broker.store.connection import CONNECTION_LOST
 from broker.store.notify import CANCEL_CHANNEL, NOTIFY_CHANNEL
 
 __all__ = ["Listening", "listen"]
 
-# Errors of a direct asyncpg connection, translated to `DatabaseUnavailable`. The
-# driver's protocol error is among them: a connection that read its server's FATAL
-# goodbye before the socket's end fails its next statement with it (see
-# `broker.store.connection`'s list of lost-connection errors).
-_LISTEN_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
+# Errors of a direct asyncpg connection, translated to `DatabaseUnavailable`: the
+# server's, and every way of losing the connection (`CONNECTION_LOST`, which holds the
+# driver's protocol error of a connection that read its server's goodbye).
+_LISTEN_ERRORS = (asyncpg.PostgresError, *CONNECTION_LOST)
 _PING_TIMEOUT_S = 5.0
 
 

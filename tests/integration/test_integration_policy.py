@@ -27,7 +27,7 @@ from broker.web.auth import mint_token
 from broker.web.capability import mint_capability
 from broker.web.settings import Settings
 from models.ids import WorkspaceId
-from tests.cutting_proxy import cutting_proxy
+from tests.pg_faults import cutting_proxy
 from tests.servers import serve
 from tests.tenant_server import TenantServer
 

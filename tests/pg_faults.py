@@ -1,11 +1,14 @@
-"""A TCP proxy in front of a PostgreSQL that says goodbye at a chosen statement.
+"""PostgreSQL's faults made on purpose, on real sockets, at points no timing could hit.
 
-It relays the connection as it is (unencrypted: the tenant server has no TLS)
-and reads the client's statements after the start-up (`Parse` and simple
-`Query` messages). At the first whose text holds `marker` it does what a
-terminated backend does: it answers FATAL 57P01 ("terminating connection due to
-administrator command") and closes the socket. A network fault made for real,
-on a real socket, at a point no timing could hit reliably.
+- `cutting_proxy`: a TCP proxy in front of a PostgreSQL. It relays the
+  connection as it is (unencrypted: the tenant server has no TLS) and reads
+  the client's statements after the start-up (`Parse` and simple `Query`
+  messages). At the first whose text holds `marker` it does what a terminated
+  backend does: it answers FATAL 57P01 ("terminating connection due to
+  administrator command") and closes the socket.
+- `refusing_server`: answers every start-up as a server that cannot serve yet
+  does (FATAL 57P03 "the database system is starting up", by default), then
+  closes.
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import contextlib
 import struct
 from collections.abc import AsyncIterator
 
-__all__ = ["GOODBYE", "cutting_proxy"]
+__all__ = ["GOODBYE", "cutting_proxy", "fatal", "refusing_server"]
 
-_GOODBYE_FIELDS = (
-    b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0"
-)
-GOODBYE = b"E" + struct.pack("!i", len(_GOODBYE_FIELDS) + 4) + _GOODBYE_FIELDS
+
+def fatal(code: str, message: str) -> bytes:
+    """A FATAL `ErrorResponse` message of the PostgreSQL protocol."""
+    fields = b"SFATAL\0VFATAL\0C" + code.encode() + b"\0M" + message.encode() + b"\0\0"
+    return b"E" + struct.pack("!i", len(fields) + 4) + fields
+
+
+GOODBYE = fatal("57P01", "terminating connection due to administrator command")
 """A backend's last message before it closes, as after `pg_terminate_backend`."""
 
 _NEGOTIATIONS = {80877103, 80877104}  # SSLRequest, GSSENCRequest: answered by one byte
@@ -53,6 +60,36 @@ async def cutting_proxy(upstream_port: int, marker: bytes) -> AsyncIterator[int]
         server.close()
         for task in list(tasks):
             task.cancel()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def refusing_server(
+    code: str = "57P03", message: str = "the database system is starting up"
+) -> AsyncIterator[int]:
+    """Listen on 127.0.0.1 (the port yielded); refuse every start-up with FATAL `code`."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(8)
+                length, request = struct.unpack("!ii", head)
+                await reader.readexactly(length - 8)
+                if request not in _NEGOTIATIONS:
+                    break
+                writer.write(b"N")  # no TLS, no GSSAPI: go on in the clear
+            writer.write(fatal(code, message))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
         await server.wait_closed()
 
 
