@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 __all__ = ["GOODBYE", "cutting_proxy", "fatal", "refusing_server"]
 
@@ -53,14 +53,12 @@ async def cutting_proxy(upstream_port: int, marker: bytes) -> AsyncIterator[int]
             for end in (up_writer, writer):
                 end.close()
 
-    server = await asyncio.start_server(relay, "127.0.0.1", 0)
-    try:
-        yield int(server.sockets[0].getsockname()[1])
-    finally:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await server.wait_closed()
+    async with _serving(relay) as port:
+        try:
+            yield port
+        finally:
+            for task in list(tasks):
+                task.cancel()
 
 
 @contextlib.asynccontextmanager
@@ -71,12 +69,7 @@ async def refusing_server(
 
     async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while True:
-                head = await reader.readexactly(8)
-                length, request = struct.unpack("!ii", head)
-                await reader.readexactly(length - 8)
-                if request not in _NEGOTIATIONS:
-                    break
+            while (await _untyped(reader))[1]:
                 writer.write(b"N")  # no TLS, no GSSAPI: go on in the clear
             writer.write(fatal(code, message))
             await writer.drain()
@@ -85,12 +78,28 @@ async def refusing_server(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    async with _serving(refuse) as port:
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 (its port yielded), closed on exit."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
     try:
         yield int(server.sockets[0].getsockname()[1])
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def _untyped(client: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """One untyped message of the start-up, and whether it was a negotiation (not the last)."""
+    head = await client.readexactly(8)
+    length, code = struct.unpack("!ii", head)
+    return head + await client.readexactly(length - 8), code in _NEGOTIATIONS
 
 
 async def _client_to_server(
@@ -99,12 +108,10 @@ async def _client_to_server(
     answer: asyncio.StreamWriter,
     marker: bytes,
 ) -> None:
-    while True:  # untyped messages first: negotiations, then the StartupMessage
-        head = await client.readexactly(8)
-        length, code = struct.unpack("!ii", head)
-        upstream.write(head + await client.readexactly(length - 8))
-        if code not in _NEGOTIATIONS:
-            break
+    negotiation = True
+    while negotiation:  # untyped messages first: negotiations, then the StartupMessage
+        message, negotiation = await _untyped(client)
+        upstream.write(message)
     while True:
         kind = await client.readexactly(1)
         size = await client.readexactly(4)
