@@ -1,7 +1,8 @@
 """Renderers of a run for the non-streaming formats, without I/O.
 
-`run_view` is the `GET /api/runs/{run_id}` shape; `json_document` the
-`application/json` answer of a subscription. `transcript` turns the events
+`run_view` is the `GET /api/runs/{run_id}` shape; `json_document_bytes` the
+`application/json` answer of a subscription, `{"run": <run_view>, "events":
+[<wire events>]}`. `transcript` turns the events
 of a run into blocks a person reads — reasoning, tool calls with their
 progress and results, the answer, how the run ended — and `render_markdown`
 and `render_plain` lay the blocks out as `text/markdown` and `text/plain`.
@@ -27,7 +28,6 @@ from models.events import StoredEvent
 
 __all__ = [
     "Block",
-    "json_document",
     "json_document_bytes",
     "render_markdown",
     "render_plain",
@@ -67,17 +67,10 @@ def run_view(state: RunState) -> RunOut:
     )
 
 
-def json_document(state: RunState, events: Sequence[StoredEvent]) -> dict[str, Any]:
-    """The `application/json` answer: the run and its events in wire form."""
-    return {
-        "run": run_view(state).model_dump(mode="json"),
-        "events": [event.to_wire() for event in events],
-    }
-
-
 def json_document_bytes(state: RunState, bodies: Sequence[bytes]) -> bytes:
-    """`json_document` as `dumps` writes it, from the events' wire JSON (`Frame.body`)
-    without parsing them: what a waiting `application/json` answer keeps is those bytes."""
+    """The `application/json` answer, `{"run", "events"}` as `dumps` writes it, from the
+    events' wire JSON (`Frame.body`) without parsing them: what a waiting answer keeps
+    is those bytes."""
     run = dumps(run_view(state).model_dump(mode="json")).encode()
     return b'{"run":%s,"events":[%s]}' % (run, b",".join(bodies))
 

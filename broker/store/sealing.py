@@ -63,13 +63,10 @@ def integration_aad(integration_id: uuid.UUID) -> bytes:
     return f"integration:{integration_id}".encode()
 
 
-def encode_event(event: StreamEvent, ts: datetime, body: bytes | None = None) -> bytes:
-    """The plaintext of a stored event: its JSON with the broker's receive time.
-
-    `body` is the event's compact JSON when the caller already has it (a
-    `PendingEvent` carries it): the time is spliced in, nothing re-encoded.
-    """
-    return stamp(event.model_dump_json().encode() if body is None else body, ts)
+def encode_event(event: StreamEvent, ts: datetime) -> bytes:
+    """The plaintext of a stored event: its JSON with the broker's receive time
+    (`stamp`, which a `PendingEvent`'s JSON takes as it is)."""
+    return stamp(event.model_dump_json().encode(), ts)
 
 
 def stamp(body: bytes, ts: datetime) -> bytes:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -35,7 +36,6 @@ from models.events import (
 from models.ids import RunId, ThreadId, WorkspaceId
 from subscribe.frame import frame_of
 from subscribe.render import (
-    json_document,
     json_document_bytes,
     render_markdown,
     render_plain,
@@ -162,6 +162,14 @@ def test_run_view_and_json_document_have_the_contract_shape() -> None:
         "event_type": "reasoning_text",
         "data": {"text": "revenue."},
         "ts": "2026-11-21T10:00:00.000Z",
+    }
+
+
+def json_document(state: RunState, events: Sequence[StoredEvent]) -> dict[str, Any]:
+    """The `application/json` answer as the contract says it: the run and its wire events."""
+    return {
+        "run": run_view(state).model_dump(mode="json"),
+        "events": [event.to_wire() for event in events],
     }
 
 
